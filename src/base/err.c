@@ -1,0 +1,36 @@
+// err.c — Err helpers (see err.h).
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int err_set_at(Err *e, const char *file, int line, const char *fmt, ...) {
+    if (!e) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->file = file;
+    e->line = line;
+    return -1;
+}
+
+int err_prefix(Err *e, const char *fmt, ...) {
+    if (!e) return -1;
+    char head[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    char old[sizeof e->msg];
+    memcpy(old, e->msg, sizeof old);
+    snprintf(e->msg, sizeof e->msg, "%s%s", head, old);
+    return -1;
+}
+
+void err_clear(Err *e) {
+    if (!e) return;
+    e->msg[0] = 0;
+    e->file = NULL;
+    e->line = 0;
+}

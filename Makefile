@@ -71,7 +71,9 @@ BIN := $(B)/lossy
 TESTBIN := $(B)/lossy_tests
 FIXTURES ?= $(abspath ../shared/fixtures)
 
-.PHONY: all build run test deps docs docs-check fuzz clean check-ci
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+
+.PHONY: all build run test deps deps-fuzz docs fuzz clean
 all: build
 build: $(BIN) $(TESTBIN)
 
@@ -104,10 +106,13 @@ run: deps
 
 test: deps
 	$(MAKE) --no-print-directory build
-	LOSSY_BIN=$(abspath $(BIN)) LOSSY_FIXTURES=$(FIXTURES) $(TESTBIN)
+	LOSSY_BIN=$(abspath $(BIN)) LOSSY_FIXTURES=$(FIXTURES) ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1 $(TESTBIN)
 
 deps:
 	@./scripts/deps.sh $(DEB_PACKAGES)
+
+deps-fuzz:
+	@./scripts/deps.sh $(FUZZ_PACKAGES)
 
 # ---- docs ----
 docs: $(BIN)

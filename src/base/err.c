@@ -22,9 +22,15 @@ int err_prefix(Err *e, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
+    // head + old message, truncated to fit (done by hand: snprintf("%s%s") trips -Wformat-truncation)
     char old[sizeof e->msg];
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s%s", head, old);
+    size_t hn = strnlen(head, sizeof head), on = strnlen(old, sizeof old - 1);
+    if (hn > sizeof e->msg - 1) hn = sizeof e->msg - 1;
+    if (on > sizeof e->msg - 1 - hn) on = sizeof e->msg - 1 - hn;
+    memcpy(e->msg, head, hn);
+    memcpy(e->msg + hn, old, on);
+    e->msg[hn + on] = 0;
     return -1;
 }
 

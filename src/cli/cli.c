@@ -1,5 +1,5 @@
 // cli.c — argument parsing, dispatch and help text, all driven by the command tables (see cli.h).
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -8,6 +8,9 @@
 
 #include "base/cpu.h"
 #include "base/util.h"
+#ifdef LOSSY_CUDA
+#include "cuda/cuda.h"
+#endif
 
 int cli_errorf(int code, const char *context, const char *fmt, ...) {
     va_list ap;
@@ -147,7 +150,18 @@ void cli_print_version(FILE *f) {
     cpu_features_string(feats, sizeof feats);
     fprintf(f, "cpu: %s\n", feats);
 #ifdef LOSSY_CUDA
-    fprintf(f, "cuda: compiled in\n");
+    char why[256] = "";
+    int n = cuda_device_count(why, sizeof why);
+    // the runtime's messages may end in a newline; keep the line whole
+    for (char *p = why; *p; p++)
+        if (*p == '\n') *p = ' ';
+    if (n) fprintf(f, "cuda: compiled in, %d device%s\n", n, n == 1 ? "" : "s");
+    else fprintf(f, "cuda: compiled in, no usable device (%s)\n", why);
+    for (int i = 0; i < n; i++) {
+        char line[256];
+        cuda_device_describe(i, line, sizeof line);
+        fprintf(f, "  %s\n", line);
+    }
 #else
     fprintf(f, "cuda: not compiled in\n");
 #endif

@@ -1,6 +1,6 @@
 // commands.c — the list of lossy's commands, in the order `lossy --help` shows them.
 // To add a command: write src/cli/cmd_<name>.c defining `const CliCommand cmd_<name>`, declare it here, list it.
-#include "cli.h"
+#include "cli/cli.h"
 
 extern const CliCommand cmd_info;
 

@@ -41,14 +41,15 @@ void test_register(const char *name, const char *file, TestFn fn) {
 void test_fail_at(const char *file, int line, const char *fmt, ...) {
     g_failures++;
     if (g_failures > 20) {
-        if (g_failures == 21) fprintf(stderr, "    ... (further failures in this test not shown)\n");
+        if (g_failures == 21) fprintf(stdout, "    ... (further failures in this test not shown)\n");
         return;
     }
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "    %s:%d: ", file, line);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    fprintf(stdout, "    %s:%d: ", file, line);
+    vfprintf(stdout, fmt, ap);
+    fprintf(stdout, "\n");
+    fflush(stdout);
     va_end(ap);
 }
 

@@ -57,19 +57,14 @@ static void print_value(FILE *f, const GGUFKV *kv) {
 }
 
 static json_t *json_gstr(GStr s) {
-    json_t *j = json_stringn_nocheck(s.ptr, s.len);
-    // invalid UTF-8 cannot go into JSON text: fall back to a lossy rendering
-    if (!j || !json_stringn(s.ptr, s.len)) {
-        if (j) json_decref(j);
-        char *tmp = xmalloc(s.len + 1);
-        for (size_t i = 0; i < s.len; i++) tmp[i] = (unsigned char)s.ptr[i] < 0x80 ? s.ptr[i] : '?';
-        j = json_stringn(tmp, s.len);
-        free(tmp);
-    } else {
-        json_decref(j);
-        j = json_stringn(s.ptr, s.len);
-    }
-    return j;
+    json_t *j = json_stringn(s.ptr, s.len); // NULL when not valid UTF-8
+    if (j) return j;
+    // invalid UTF-8 cannot go into JSON text: replace non-ASCII bytes so the key is still shown
+    char *tmp = xmalloc(s.len + 1);
+    for (size_t i = 0; i < s.len; i++) tmp[i] = (unsigned char)s.ptr[i] < 0x80 ? s.ptr[i] : '?';
+    j = json_stringn(tmp, s.len);
+    free(tmp);
+    return j ? j : json_string("");
 }
 
 static json_t *json_value(const GGUFKV *kv) {
@@ -136,7 +131,7 @@ static int print_json(const GGUFFile *g, const Summary *s, bool tensors) {
     json_object_set_new(root, "architecture", s->has_arch ? json_gstr(s->arch) : json_null());
     json_t *hp = json_object(), *meta = json_object();
     for (size_t i = 0; i < g->n_kv; i++) {
-        json_object_set_new(meta, g->kv[i].key, json_value(&g->kv[i]));
+        json_object_set_new(meta, g->kv[i].key, json_value(&g->kv[i])); // keys with invalid UTF-8 are skipped by jansson
         if (is_hparam(s, g->kv[i].key)) json_object_set_new(hp, g->kv[i].key + s->arch.len + 1, json_value(&g->kv[i]));
     }
     json_object_set_new(root, "hyperparameters", hp);
@@ -160,7 +155,7 @@ static int print_json(const GGUFFile *g, const Summary *s, bool tensors) {
             const GGUFTensor *t = &g->tensors[i];
             json_t *o = json_object(), *shape = json_array();
             for (uint32_t d = 0; d < t->n_dims; d++) json_array_append_new(shape, json_integer(t->ne[d]));
-            json_object_set_new(o, "name", json_string(t->name) ? json_string(t->name) : json_string("?"));
+            json_object_set_new(o, "name", json_gstr((GStr){t->name, strlen(t->name)}));
             json_object_set_new(o, "type", json_string(dtype_name(t->type)));
             json_object_set_new(o, "shape", shape);
             json_object_set_new(o, "offset", json_integer((json_int_t)t->offset));

@@ -3,8 +3,14 @@
 #include "cli/cli.h"
 
 extern const CliCommand cmd_info;
+extern const CliCommand cmd_run;
+extern const CliCommand cmd_tokenizer_train;
+extern const CliCommand cmd_tokenize;
 
 const CliCommand *const cli_commands[] = {
+    &cmd_run,
     &cmd_info,
+    &cmd_tokenize,
+    &cmd_tokenizer_train,
     NULL,
 };

@@ -1,0 +1,140 @@
+// cmd_run.c — `lossy run MODEL`: generate text from a prompt (a base model continues the document).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "sample/generate.h"
+
+static const CliFlag FLAGS[] = {
+    {"prompt", 'p', FLAG_STR, "TEXT", "", "prompt text (special tokens written in it are recognised)"},
+    {"file", 'f', FLAG_STR, "FILE", NULL, "read the prompt from a file"},
+    {"n-predict", 'n', FLAG_INT, "N", "256", "number of tokens to generate"},
+    {"temp", 0, FLAG_FLOAT, "T", "0.8", "temperature; 0 = greedy"},
+    {"top-k", 0, FLAG_INT, "K", "40", "keep the K most likely tokens (0 = off)"},
+    {"top-p", 0, FLAG_FLOAT, "P", "0.95", "nucleus sampling mass (1 = off)"},
+    {"min-p", 0, FLAG_FLOAT, "P", "0.05", "drop tokens below P x the best probability (0 = off)"},
+    {"repeat-penalty", 0, FLAG_FLOAT, "X", "1.0", "divide logits of recent tokens by X (1 = off)"},
+    {"presence-penalty", 0, FLAG_FLOAT, "X", "0", "subtract X from logits of recent tokens"},
+    {"frequency-penalty", 0, FLAG_FLOAT, "X", "0", "subtract X times the count of recent tokens"},
+    {"repeat-last-n", 0, FLAG_INT, "N", "64", "how many recent tokens the penalties see (-1 = all)"},
+    {"seed", 's', FLAG_INT, "S", NULL, "random seed (default: time-based)"},
+    {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
+    {"ctx", 'c', FLAG_INT, "N", "0", "context length (0 = the model's, capped at 4096)"},
+    {"no-bos", 0, FLAG_BOOL, NULL, NULL, "do not add the tokenizer's BOS/template tokens to the prompt"},
+    {"ignore-eos", 0, FLAG_BOOL, NULL, NULL, "keep generating past end-of-text tokens"},
+    {"no-echo", 0, FLAG_BOOL, NULL, NULL, "do not print the prompt before the generated text"},
+    {"verbose", 'v', FLAG_BOOL, NULL, NULL, "print timing to stderr"},
+    {NULL, 0, 0, NULL, NULL, NULL},
+};
+
+static bool emit_stdout(void *ctx, const char *text, size_t len) {
+    (void)ctx;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+static int run(const CliArgs *a) {
+    const char *path = a->pos[0];
+    Err e;
+    // prompt text
+    char *prompt = NULL;
+    size_t prompt_len = 0;
+    if (cli_flag_given(a, "file")) {
+        if (file_read_all(cli_flag_str(a, "file"), &prompt, &prompt_len, &e)) return cli_fail(&e, cli_flag_str(a, "file"));
+    } else {
+        prompt = xstrdup(cli_flag_str(a, "prompt"));
+        prompt_len = strlen(prompt);
+    }
+    int64_t n_predict = cli_flag_int(a, "n-predict");
+    if (n_predict < 0) {
+        free(prompt);
+        return cli_errorf(EXIT_USAGE, "--n-predict", "must be >= 0");
+    }
+    Model m;
+    if (model_load(&m, path, &e)) {
+        free(prompt);
+        return cli_fail(&e, path);
+    }
+    Tokenizer *tok = NULL;
+    if (tokenizer_load(path, &tok, &e)) {
+        free(prompt);
+        model_free(&m);
+        return cli_fail(&e, path);
+    }
+    int rc = EXIT_OK;
+    TokenIds ids = {0};
+    if (tokenizer_encode(tok, prompt, prompt_len, cli_flag_bool(a, "no-bos") ? 0 : TOKENIZE_ADD_SPECIAL, &ids, &e)) {
+        rc = cli_fail(&e, "--prompt");
+        goto out;
+    }
+    if (ids.n == 0) {
+        // nothing to condition on: start from BOS, or end-of-text for vocabularies without one (GPT-2)
+        int32_t start = tokenizer_special_id(tok, TOKEN_ID_BOS);
+        if (start < 0) start = tokenizer_special_id(tok, TOKEN_ID_EOS);
+        if (start < 0) {
+            rc = cli_errorf(EXIT_USAGE, "--prompt", "empty prompt and the vocabulary has no BOS/EOS token to start from");
+            goto out;
+        }
+        token_ids_push(&ids, start);
+    }
+    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : 0;
+    ThreadPool *pool = threadpool_new((int)threads);
+    ModelState s;
+    if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
+        threadpool_free(pool);
+        rc = cli_fail(&e, path);
+        goto out;
+    }
+    SamplerParams sp;
+    sampler_params_default(&sp);
+    sp.temperature = cli_flag_float(a, "temp");
+    sp.top_k = cli_flag_int(a, "top-k");
+    sp.top_p = cli_flag_float(a, "top-p");
+    sp.min_p = cli_flag_float(a, "min-p");
+    sp.repeat_penalty = cli_flag_float(a, "repeat-penalty");
+    sp.presence_penalty = cli_flag_float(a, "presence-penalty");
+    sp.frequency_penalty = cli_flag_float(a, "frequency-penalty");
+    sp.penalty_last_n = cli_flag_int(a, "repeat-last-n");
+    sp.seed = cli_flag_given(a, "seed") ? (uint64_t)cli_flag_int(a, "seed") : (uint64_t)time(NULL);
+    Sampler smp;
+    sampler_init(&smp, m.cfg.vocab_size, &sp);
+    if (!cli_flag_bool(a, "no-echo")) {
+        Buf pb;
+        buf_init(&pb);
+        if (tokenizer_decode(tok, ids.ids, ids.n, TOKENIZER_DECODE_SKIP_SPECIAL, &pb, &e) == 0 && pb.len) fwrite(pb.data, 1, pb.len, stdout);
+        buf_free(&pb);
+    }
+    GenerateOpts go = {.max_tokens = n_predict, .ignore_eos = cli_flag_bool(a, "ignore-eos"), .emit = emit_stdout};
+    GenerateStats st;
+    if (generate_run(&s, tok, &smp, ids.ids, (int64_t)ids.n, &go, NULL, &st, &e)) rc = cli_fail(&e, path);
+    printf("\n");
+    if (cli_flag_bool(a, "verbose"))
+        fprintf(stderr, "lossy: prompt %lld tokens in %.3f s (%.1f tok/s), generated %lld tokens in %.3f s (%.1f tok/s), %d threads\n",
+                (long long)st.n_prompt, st.prompt_seconds, st.prompt_seconds > 0 ? st.n_prompt / st.prompt_seconds : 0,
+                (long long)st.n_generated, st.gen_seconds, st.gen_seconds > 0 ? st.n_generated / st.gen_seconds : 0,
+                threadpool_size(pool));
+    sampler_free(&smp);
+    model_state_free(&s);
+    threadpool_free(pool);
+out:
+    token_ids_free(&ids);
+    tokenizer_free(tok);
+    model_free(&m);
+    free(prompt);
+    return rc;
+}
+
+const CliCommand cmd_run = {
+    .name = "run",
+    .summary = "generate text with a model (GGUF file or Hugging Face directory)",
+    .usage = "MODEL",
+    .min_pos = 1,
+    .max_pos = 1,
+    .flags = FLAGS,
+    .details = "The prompt is encoded with the model's own tokenizer, with its BOS/template tokens unless --no-bos;\n"
+               "an empty prompt starts from BOS (or end-of-text). The prompt is echoed, then the continuation.",
+    .run = run,
+};

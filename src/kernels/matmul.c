@@ -1,0 +1,315 @@
+// matmul.c — blocked, packed f32 GEMM with AVX-512 / AVX2 / portable micro-kernels, and the linear layer
+// forward/backward built on it (see matmul.h).
+//
+// Structure (the classic Goto/BLIS loop nest), for C (M, N) += A (M, K) B (K, N):
+//   for jc over N in steps of NC:            B block (KC, NC) packed once, reused by every row block of A
+//     for pc over K in steps of KC:
+//       pack B[pc.., jc..] into NR-wide column panels, k-major           (Bp, lives in L2/L3)
+//       for ic over M in steps of MC:        <- split point for threads: each packs its own A block
+//         pack A[ic.., pc..] into MR-tall row panels, k-major             (Ap, lives in L2)
+//         for jr over the NR panels:  for ir over the MR panels:
+//           micro-kernel: an MR x NR tile of C in registers, kc rank-1 updates from the two panels (L1)
+// Packing absorbs any operand strides, which is how one kernel computes x W^T, dy W and dy^T x. Panels are
+// zero-padded to full MR/NR, so the kernel always computes a full tile; edge tiles go through a small buffer.
+#include "kernels/matmul.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/util.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MATMUL_X86 1
+#else
+#define MATMUL_X86 0
+#endif
+
+// C[0..MR, 0..NR] (row stride ldc) = (accumulate ? C : 0) + sum_k Ap[k*MR + i] * Bp[k*NR + j].
+typedef void (*MicroKernel)(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accumulate);
+
+typedef struct GemmKernel {
+    MatmulIsa isa;
+    int mr, nr;         // register tile
+    int64_t mc, kc, nc; // cache blocks (mc a multiple of mr, nc of nr)
+    MicroKernel fn;
+} GemmKernel;
+
+#define MAX_MR 16
+#define MAX_NR 32
+
+// ---- portable micro-kernel ----
+#define SC_MR 4
+#define SC_NR 8
+static void ukernel_scalar(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accumulate) {
+    float c[SC_MR][SC_NR];
+    memset(c, 0, sizeof c);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *a = Ap + k * SC_MR, *b = Bp + k * SC_NR;
+        for (int i = 0; i < SC_MR; i++)
+            for (int j = 0; j < SC_NR; j++) c[i][j] += a[i] * b[j];
+    }
+    for (int i = 0; i < SC_MR; i++)
+        for (int j = 0; j < SC_NR; j++) C[i * ldc + j] = accumulate ? C[i * ldc + j] + c[i][j] : c[i][j];
+}
+
+#if MATMUL_X86
+// ---- AVX2 + FMA: 6 x 16 tile in 12 ymm accumulators ----
+#define AVX2_MR 6
+#define AVX2_NR 16
+__attribute__((target("avx2,fma"))) static void ukernel_avx2(int64_t kc, const float *Ap, const float *Bp, float *C,
+                                                              int64_t ldc, int accumulate) {
+    __m256 c[AVX2_MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < AVX2_MR; i++) {
+            __m256 a = _mm256_broadcast_ss(Ap + i);
+            c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
+        }
+        Ap += AVX2_MR;
+        Bp += AVX2_NR;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < AVX2_MR; i++) {
+        float *cr = C + i * ldc;
+        if (accumulate) {
+            c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(cr));
+            c[i][1] = _mm256_add_ps(c[i][1], _mm256_loadu_ps(cr + 8));
+        }
+        _mm256_storeu_ps(cr, c[i][0]);
+        _mm256_storeu_ps(cr + 8, c[i][1]);
+    }
+}
+
+// ---- AVX-512: 14 x 32 tile in 28 zmm accumulators (2 more for B, broadcasts folded into the FMAs) ----
+#define AVX512_MR 14
+#define AVX512_NR 32
+__attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const float *Ap, const float *Bp, float *C,
+                                                               int64_t ldc, int accumulate) {
+    __m512 c[AVX512_MR][2];
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
+#pragma GCC unroll 14
+        for (int i = 0; i < AVX512_MR; i++) {
+            __m512 a = _mm512_set1_ps(Ap[i]);
+            c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+        }
+        Ap += AVX512_MR;
+        Bp += AVX512_NR;
+    }
+#pragma GCC unroll 14
+    for (int i = 0; i < AVX512_MR; i++) {
+        float *cr = C + i * ldc;
+        if (accumulate) {
+            c[i][0] = _mm512_add_ps(c[i][0], _mm512_loadu_ps(cr));
+            c[i][1] = _mm512_add_ps(c[i][1], _mm512_loadu_ps(cr + 16));
+        }
+        _mm512_storeu_ps(cr, c[i][0]);
+        _mm512_storeu_ps(cr + 16, c[i][1]);
+    }
+}
+#endif
+
+static const GemmKernel K_SCALAR = {MATMUL_ISA_SCALAR, SC_MR, SC_NR, 128, 256, 2048, ukernel_scalar};
+#if MATMUL_X86
+static const GemmKernel K_AVX2 = {MATMUL_ISA_AVX2, AVX2_MR, AVX2_NR, 144, 256, 2048, ukernel_avx2};
+static const GemmKernel K_AVX512 = {MATMUL_ISA_AVX512, AVX512_MR, AVX512_NR, 168, 256, 2048, ukernel_avx512};
+#endif
+
+static MatmulIsa g_forced = MATMUL_ISA_AUTO;
+
+static bool isa_supported(MatmulIsa isa) {
+    const CpuFeatures *f = cpu_features();
+    switch (isa) {
+    case MATMUL_ISA_AUTO:
+    case MATMUL_ISA_SCALAR: return true;
+    case MATMUL_ISA_AVX2: return MATMUL_X86 && f->avx2 && f->fma;
+    case MATMUL_ISA_AVX512: return MATMUL_X86 && f->avx512f;
+    }
+    return false;
+}
+
+static const GemmKernel *gemm_kernel(void) {
+    MatmulIsa isa = g_forced;
+    if (isa == MATMUL_ISA_AUTO)
+        isa = isa_supported(MATMUL_ISA_AVX512) ? MATMUL_ISA_AVX512
+              : isa_supported(MATMUL_ISA_AVX2) ? MATMUL_ISA_AVX2 : MATMUL_ISA_SCALAR;
+#if MATMUL_X86
+    if (isa == MATMUL_ISA_AVX512) return &K_AVX512;
+    if (isa == MATMUL_ISA_AVX2) return &K_AVX2;
+#endif
+    return &K_SCALAR;
+}
+
+int matmul_force_isa(MatmulIsa isa) {
+    if (!isa_supported(isa)) return -1;
+    g_forced = isa;
+    return 0;
+}
+
+MatmulIsa matmul_active_isa(void) { return gemm_kernel()->isa; }
+
+const char *matmul_isa_name(MatmulIsa isa) {
+    switch (isa) {
+    case MATMUL_ISA_AUTO: return "auto";
+    case MATMUL_ISA_SCALAR: return "scalar";
+    case MATMUL_ISA_AVX2: return "avx2";
+    case MATMUL_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Ap: ceil(mc / mr) panels, each (kc, mr) k-major: Ap[p*mr*kc + k*mr + i] = op(A)(p*mr + i, k), zero past mc.
+static void pack_a(float *Ap, const float *A, int64_t rsa, int64_t csa, int64_t mc, int64_t kc, int mr) {
+    for (int64_t p0 = 0; p0 < mc; p0 += mr) {
+        int64_t m = min64(mr, mc - p0);
+        float *dst = Ap + p0 * kc; // (kc, mr)
+        if (csa == 1) {
+            // Rows of A are contiguous in k: read each row once, write a column of the panel.
+            for (int64_t i = 0; i < m; i++) {
+                const float *src = A + (p0 + i) * rsa;
+                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+            }
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = A + p0 * rsa + k * csa;
+                for (int64_t i = 0; i < m; i++) dst[k * mr + i] = src[i * rsa];
+            }
+        }
+        if (m < mr)
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t i = m; i < mr; i++) dst[k * mr + i] = 0.0f;
+    }
+}
+
+// Bp: ceil(nc / nr) panels, each (kc, nr) k-major: Bp[q*nr*kc + k*nr + j] = op(B)(k, q*nr + j), zero past nc.
+static void pack_b(float *Bp, const float *B, int64_t rsb, int64_t csb, int64_t kc, int64_t nc, int nr) {
+    for (int64_t q0 = 0; q0 < nc; q0 += nr) {
+        int64_t n = min64(nr, nc - q0);
+        float *dst = Bp + q0 * kc; // (kc, nr)
+        if (csb == 1) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = B + k * rsb + q0;
+                memcpy(dst + k * nr, src, (size_t)n * sizeof(float));
+                for (int64_t j = n; j < nr; j++) dst[k * nr + j] = 0.0f;
+            }
+        } else {
+            // Columns of op(B) are contiguous in k (B = W^T for a (OUT, IN) weight): read each once.
+            for (int64_t j = 0; j < n; j++) {
+                const float *src = B + (q0 + j) * csb;
+                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k * rsb];
+            }
+            if (n < nr)
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t j = n; j < nr; j++) dst[k * nr + j] = 0.0f;
+        }
+    }
+}
+
+// 64-byte aligned scratch carved from one allocation (aligned vector loads, no false sharing across threads later).
+static float *align64(void *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+void matmul_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa, const float *B,
+                 int64_t rsb, int64_t csb, float *C, int64_t ldc, bool accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    const GemmKernel *kr = gemm_kernel();
+    const int mr = kr->mr, nr = kr->nr;
+    int64_t kc_max = min64(kr->kc, K);
+    int64_t mc_max = min64(kr->mc, (M + mr - 1) / mr * mr);
+    int64_t nc_max = min64(kr->nc, (N + nr - 1) / nr * nr);
+    void *mem_a = xmalloc((size_t)(mc_max * kc_max) * sizeof(float) + 64);
+    void *mem_b = xmalloc((size_t)(kc_max * nc_max) * sizeof(float) + 64);
+    float *Ap = align64(mem_a); // (mc, kc) as panels
+    float *Bp = align64(mem_b); // (kc, nc) as panels
+    float tile[MAX_MR * MAX_NR] __attribute__((aligned(64)));
+
+    for (int64_t jc = 0; jc < N; jc += kr->nc) {
+        int64_t nc = min64(kr->nc, N - jc);
+        for (int64_t pc = 0; pc < K; pc += kr->kc) {
+            int64_t kc = min64(kr->kc, K - pc);
+            int acc = accumulate || pc > 0;
+            pack_b(Bp, B + pc * rsb + jc * csb, rsb, csb, kc, nc, nr);
+            for (int64_t ic = 0; ic < M; ic += kr->mc) {
+                int64_t mc = min64(kr->mc, M - ic);
+                pack_a(Ap, A + ic * rsa + pc * csa, rsa, csa, mc, kc, mr);
+                for (int64_t jr = 0; jr < nc; jr += nr) {
+                    int64_t n = min64(nr, nc - jr);
+                    for (int64_t ir = 0; ir < mc; ir += mr) {
+                        int64_t m = min64(mr, mc - ir);
+                        float *Ct = C + (ic + ir) * ldc + jc + jr;
+                        const float *a = Ap + ir * kc, *b = Bp + jr * kc;
+                        if (m == mr && n == nr) {
+                            kr->fn(kc, a, b, Ct, ldc, acc);
+                        } else {
+                            kr->fn(kc, a, b, tile, nr, 0);
+                            for (int64_t i = 0; i < m; i++)
+                                for (int64_t j = 0; j < n; j++)
+                                    Ct[i * ldc + j] = acc ? Ct[i * ldc + j] + tile[i * nr + j] : tile[i * nr + j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(mem_a);
+    free(mem_b);
+}
+
+// A few rows (a token at a time through an f32 model): packing W would cost more than the product, so take dot
+// products of x rows with W rows straight from memory. 16 partial sums vectorise without reassociation.
+static void matmul_forward_rows(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t IN,
+                                int64_t OUT) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * IN; // (IN)
+        for (int64_t o = 0; o < OUT; o++) {
+            const float *wr = w + o * IN; // (IN)
+            float acc[16] = {0};
+            int64_t i = 0;
+            for (; i + 16 <= IN; i += 16)
+                for (int j = 0; j < 16; j++) acc[j] += xr[i + j] * wr[i + j];
+            for (int j = 0; i < IN; i++, j++) acc[j] += xr[i] * wr[i];
+            for (int s = 8; s > 0; s /= 2)
+                for (int j = 0; j < s; j++) acc[j] += acc[j + s];
+            y[n * OUT + o] = b ? acc[0] + b[o] : acc[0];
+        }
+    }
+}
+
+void matmul_forward(float *y, const float *x, const float *w, const float *b, int64_t N, int64_t IN, int64_t OUT) {
+    if (N < 4) {
+        matmul_forward_rows(y, x, w, b, N, IN, OUT);
+        return;
+    }
+    if (b)
+        for (int64_t n = 0; n < N; n++) memcpy(y + n * OUT, b, (size_t)OUT * sizeof(float));
+    // op(A) = x (N, IN); op(B) = W^T (IN, OUT): element (k, j) = w[j * IN + k].
+    matmul_gemm(N, OUT, IN, x, IN, 1, w, 1, IN, y, OUT, b != NULL);
+}
+
+void matmul_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int64_t N,
+                     int64_t IN, int64_t OUT) {
+    // dx (N, IN) += dy (N, OUT) W (OUT, IN)
+    if (dx) matmul_gemm(N, IN, OUT, dy, OUT, 1, w, IN, 1, dx, IN, true);
+    // dw (OUT, IN) += dy^T (OUT, N) x (N, IN): op(A) element (o, n) = dy[n * OUT + o]
+    if (dw) matmul_gemm(OUT, IN, N, dy, 1, OUT, x, IN, 1, dw, IN, true);
+    if (db)
+        for (int64_t n = 0; n < N; n++) {
+            const float *g = dy + n * OUT; // (OUT)
+            for (int64_t o = 0; o < OUT; o++) db[o] += g[o];
+        }
+}

@@ -1,0 +1,366 @@
+// matvec.c — matrix-vector product: path dispatch, activation quantization and the portable scalar kernels.
+//
+// The scalar kernels define what every path computes: integer dot products of weight quants with the int8
+// activations, scaled per block in float (see matvec.h). matvec_avx2.c / matvec_avx512.c give faster versions of
+// the same sums; the tests force each path and compare all of them with a double-precision reference.
+#include "kernels/matvec.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/util.h"
+#include "kernels/matvec_impl.h"
+#include "kernels/quant.h"
+
+// ---- dispatch ----
+
+static KernelPath g_forced = KERNEL_AUTO;
+
+const char *matvec_path_name(KernelPath p) {
+    switch (p) {
+    case KERNEL_AUTO: return "auto";
+    case KERNEL_SCALAR: return "scalar";
+    case KERNEL_AVX2: return "avx2";
+    case KERNEL_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+bool matvec_path_available(KernelPath p) {
+    const CpuFeatures *f = cpu_features();
+    switch (p) {
+    case KERNEL_AUTO:
+    case KERNEL_SCALAR: return true;
+#ifdef LOSSY_MATVEC_X86
+    case KERNEL_AVX2: return f->avx2 && f->fma && f->f16c;
+    case KERNEL_AVX512: return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl && f->avx512_vnni;
+#else
+    case KERNEL_AVX2:
+    case KERNEL_AVX512: (void)f; return false;
+#endif
+    }
+    return false;
+}
+
+int matvec_force_path(KernelPath p, Err *e) {
+    if (p < KERNEL_AUTO || p > KERNEL_AVX512) return ERR(e, "unknown kernel path %d", (int)p);
+    if (!matvec_path_available(p)) return ERR(e, "kernel path %s is not supported by this CPU", matvec_path_name(p));
+    g_forced = p;
+    return 0;
+}
+
+KernelPath matvec_current_path(void) {
+    if (g_forced != KERNEL_AUTO) return g_forced;
+    if (matvec_path_available(KERNEL_AVX512)) return KERNEL_AVX512;
+    if (matvec_path_available(KERNEL_AVX2)) return KERNEL_AVX2;
+    return KERNEL_SCALAR;
+}
+
+bool matvec_supports(DType t) { return quant_can_dequantize(t); }
+
+// ---- activations ----
+
+// Activation block size for weights of type t: 32 (legacy integer kernels), 256 (K-quant integer kernels), 0 (floats).
+static int act_block(DType t) {
+    switch (t) {
+    case DT_Q8_0: case DT_Q4_0: return 32;
+    case DT_Q4_K: case DT_Q5_K: case DT_Q6_K: return 256;
+    default: return 0;
+    }
+}
+
+void matvec_act_init(MatvecAct *a) { memset(a, 0, sizeof *a); }
+
+void matvec_act_free(MatvecAct *a) {
+    free(a->q);
+    free(a->d);
+    free(a->s16);
+    free(a->s32);
+    memset(a, 0, sizeof *a);
+}
+
+int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e) {
+    if (!matvec_supports(t)) return ERR(e, "matrix-vector product with %s weights is not supported", dtype_name((uint32_t)t));
+    const DTypeInfo *info = dtype_info((uint32_t)t);
+    if (n < 0 || n % info->block_size != 0)
+        return ERR(e, "row of %lld elements is not a whole number of %s blocks of %u", (long long)n, info->name,
+                   info->block_size);
+    a->wtype = t;
+    a->n = n;
+    a->x = x;
+    a->bs = act_block(t);
+    if (a->bs == 0) return 0;
+    if ((size_t)n > a->cap) {
+        free(a->q);
+        free(a->d);
+        free(a->s16);
+        free(a->s32);
+        a->q = xmalloc((size_t)n);
+        a->d = xmalloc_array((size_t)n / 32 + 1, sizeof(float));
+        a->s16 = xmalloc_array((size_t)n / 16 + 1, sizeof(int16_t));
+        a->s32 = xmalloc_array((size_t)n / 32 + 1, sizeof(int16_t));
+        a->cap = (size_t)n;
+    }
+    // Symmetric int8 per block: q = round(x * 127 / max|x|), d = max|x| / 127. Non-finite x makes garbage, as a
+    // float product would; callers check activations where that matters.
+    const int bs = a->bs;
+    for (int64_t b = 0; b < n / bs; b++) {
+        const float *xb = x + b * bs;
+        float amax = 0;
+        for (int i = 0; i < bs; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        a->d[b] = amax / 127.0f;
+        int8_t *qb = a->q + b * bs;
+        for (int i = 0; i < bs; i++) {
+            float v = nearbyintf(xb[i] * id);
+            qb[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
+        }
+    }
+    for (int64_t g = 0; g < n / 16; g++) {
+        int s = 0;
+        for (int i = 0; i < 16; i++) s += a->q[g * 16 + i];
+        a->s16[g] = (int16_t)s;
+    }
+    for (int64_t g = 0; g < n / 32; g++) a->s32[g] = (int16_t)(a->s16[2 * g] + a->s16[2 * g + 1]);
+    return 0;
+}
+
+// ---- scalar kernels ----
+
+static inline float half_at(const uint8_t *p) { return fp16_to_fp32(load_u16le(p)); }
+static inline float f32_at(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void scalar_f32(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        float acc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= a->n; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] += f32_at(row + 4 * (i + k)) * x[i + k];
+        float s = 0;
+        for (; i < a->n; i++) s += f32_at(row + 4 * i) * x[i];
+        for (int k = 0; k < 8; k++) s += acc[k];
+        y[r] = s;
+    }
+}
+
+static void scalar_f16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        float acc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= a->n; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] += half_at(row + 2 * (i + k)) * x[i + k];
+        float s = 0;
+        for (; i < a->n; i++) s += half_at(row + 2 * i) * x[i];
+        for (int k = 0; k < 8; k++) s += acc[k];
+        y[r] = s;
+    }
+}
+
+static void scalar_bf16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        float acc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= a->n; i += 8)
+            for (int k = 0; k < 8; k++) acc[k] += bf16_to_fp32(load_u16le(row + 2 * (i + k))) * x[i + k];
+        float s = 0;
+        for (; i < a->n; i++) s += bf16_to_fp32(load_u16le(row + 2 * i)) * x[i];
+        for (int k = 0; k < 8; k++) s += acc[k];
+        y[r] = s;
+    }
+}
+
+// Any dequantizable type: decode one block at a time onto the stack and dot in float.
+static void scalar_generic(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const DTypeInfo *info = dtype_info((uint32_t)a->wtype);
+    const int64_t bsz = info->block_size;
+    // Scalar types are decoded 64 elements at a time.
+    const int64_t chunk = bsz == 1 ? 64 : bsz;
+    float buf[256];
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        float s = 0;
+        for (int64_t i = 0; i < a->n; i += chunk) {
+            int64_t len = a->n - i < chunk ? a->n - i : chunk;
+            quant_dequantize_row(a->wtype, row + (size_t)(i / bsz) * info->type_size, buf, len, NULL);
+            float part = 0;
+            for (int64_t k = 0; k < len; k++) part += buf[k] * a->x[i + k];
+            s += part;
+        }
+        y[r] = s;
+    }
+}
+
+static void scalar_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 32;
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride);
+        float s = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *xq = a->q + 32 * i;
+            int sumi = 0;
+            for (int j = 0; j < 32; j++) sumi += b[i].qs[j] * xq[j];
+            s += (float)sumi * (half_at(b[i].d) * a->d[i]);
+        }
+        y[r] = s;
+    }
+}
+
+static void scalar_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 32;
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride);
+        float s = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *xq = a->q + 32 * i;
+            int sumi = 0;
+            for (int j = 0; j < 16; j++)
+                sumi += ((b[i].qs[j] & 15) - 8) * xq[j] + ((b[i].qs[j] >> 4) - 8) * xq[j + 16];
+            s += (float)sumi * (half_at(b[i].d) * a->d[i]);
+        }
+        y[r] = s;
+    }
+}
+
+// Q4_K and Q5_K share everything but the fifth bit (qh == NULL for Q4_K).
+static float dot_k4_block(float d, float dmin, const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh,
+                          const int8_t *xq, const int16_t *s32, float xd) {
+    uint8_t sc[8], mn[8];
+    quant_unpack_k4_scales(scales, sc, mn);
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < 8; j++) {
+        const uint8_t *q = qs + 32 * (j / 2);
+        const int shift = 4 * (j & 1);
+        int dot = 0;
+        for (int l = 0; l < 32; l++) {
+            int v = (q[l] >> shift) & 15;
+            if (qh) v |= ((qh[l] >> j) & 1) << 4;
+            dot += v * xq[32 * j + l];
+        }
+        sumi += sc[j] * dot;
+        summ += mn[j] * s32[j];
+    }
+    return d * xd * (float)sumi - dmin * xd * (float)summ;
+}
+
+static void scalar_q4_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ4_K *b = (const BlockQ4_K *)(w + (size_t)r * stride);
+        float s = 0;
+        for (int64_t i = 0; i < nb; i++)
+            s += dot_k4_block(half_at(b[i].d), half_at(b[i].dmin), b[i].scales, b[i].qs, NULL, a->q + 256 * i,
+                              a->s32 + 8 * i, a->d[i]);
+        y[r] = s;
+    }
+}
+
+static void scalar_q5_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ5_K *b = (const BlockQ5_K *)(w + (size_t)r * stride);
+        float s = 0;
+        for (int64_t i = 0; i < nb; i++)
+            s += dot_k4_block(half_at(b[i].d), half_at(b[i].dmin), b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i,
+                              a->s32 + 8 * i, a->d[i]);
+        y[r] = s;
+    }
+}
+
+static void scalar_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ6_K *b = (const BlockQ6_K *)(w + (size_t)r * stride);
+        float s = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *xq = a->q + 256 * i;
+            int sumi = 0;
+            for (int k = 0; k < 256; k += 16) {
+                int dot = 0;
+                for (int e = k; e < k + 16; e++) {
+                    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+                    int lo = (b[i].ql[64 * h + 32 * (g & 1) + l] >> (4 * (g / 2))) & 15;
+                    int hi = (b[i].qh[32 * h + l] >> (2 * g)) & 3;
+                    dot += ((lo | (hi << 4)) - 32) * xq[e];
+                }
+                sumi += b[i].scales[k / 16] * dot;
+            }
+            s += half_at(b[i].d) * a->d[i] * (float)sumi;
+        }
+        y[r] = s;
+    }
+}
+
+static void scalar_kernels(MatvecKernels *k) {
+    memset(k, 0, sizeof *k);
+    k->fn[DT_F32] = scalar_f32;
+    k->fn[DT_F16] = scalar_f16;
+    k->fn[DT_BF16] = scalar_bf16;
+    k->fn[DT_Q8_0] = scalar_q8_0;
+    k->fn[DT_Q4_0] = scalar_q4_0;
+    k->fn[DT_Q4_K] = scalar_q4_k;
+    k->fn[DT_Q5_K] = scalar_q5_k;
+    k->fn[DT_Q6_K] = scalar_q6_k;
+}
+
+// Tables are built once, for every path, on first use.
+static MatvecKernels g_tables[4];
+static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT;
+
+static void build_tables(void) {
+    for (int p = 0; p < 4; p++) {
+        scalar_kernels(&g_tables[p]);
+#ifdef LOSSY_MATVEC_X86
+        MatvecKernels v;
+        memset(&v, 0, sizeof v);
+        if (p == KERNEL_AVX2) matvec_kernels_avx2(&v);
+        if (p == KERNEL_AVX512) matvec_kernels_avx512(&v);
+        for (int t = 0; t < DT_COUNT; t++)
+            if (v.fn[t]) g_tables[p].fn[t] = v.fn[t];
+#endif
+    }
+}
+
+static const MatvecKernels *kernels_for(KernelPath p) {
+    pthread_once(&g_tables_once, build_tables);
+    return &g_tables[p];
+}
+
+void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y) {
+    if (r1 <= r0) return;
+    MatvecRowsFn fn = kernels_for(matvec_current_path())->fn[t];
+    if (!fn) fn = scalar_generic;
+    fn((const uint8_t *)w + (size_t)r0 * row_stride, row_stride, r1 - r0, a, y + r0);
+}
+
+int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,
+           MatvecAct *scratch, Err *e) {
+    if (rows < 0) return ERR(e, "negative row count %lld", (long long)rows);
+    size_t need;
+    if (quant_row_bytes(t, cols, &need, e)) return -1;
+    if (row_stride < need && rows > 1)
+        return ERR(e, "row stride %zu is smaller than a %s row of %lld elements (%zu bytes)", row_stride,
+                   dtype_name((uint32_t)t), (long long)cols, need);
+    MatvecAct local;
+    MatvecAct *a = scratch;
+    if (!a) {
+        matvec_act_init(&local);
+        a = &local;
+    }
+    int rc = matvec_act_prepare(a, t, x, cols, e);
+    if (rc == 0) matvec_rows(t, w, row_stride, 0, rows, a, y);
+    if (!scratch) matvec_act_free(&local);
+    return rc;
+}

@@ -1,0 +1,61 @@
+// matvec.h — y = W x with W kept in its stored dtype (F32/F16/BF16 and the GGML block formats).
+//
+// W is `rows` rows of `cols` elements, each row `row_stride` bytes apart (usually quant_row_bytes(t, cols)). Rows are
+// never expanded to f32 in memory: float types are converted a vector at a time; Q8_0/Q4_0 dot 8-bit activation
+// blocks of 32 and Q4_K/Q5_K/Q6_K dot 8-bit activation super-blocks of 256 with integer arithmetic (the activation
+// vector is quantized once per product, into a reusable MatvecAct); other dequantizable types decode one block at a
+// time and dot in float.
+//
+// Kernel paths: a portable scalar path, AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, VNNI), picked at run time from
+// cpu_features(). The AVX paths are compiled with __attribute__((target)), so a baseline build runs everywhere.
+// All paths use the same quantized activations; they differ only in float summation order.
+//
+// Threading: callers split rows; matvec_act_prepare once, then matvec_rows on disjoint row ranges (read-only act).
+#ifndef LOSSY_MATVEC_H
+#define LOSSY_MATVEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/err.h"
+
+typedef enum KernelPath { KERNEL_AUTO = 0, KERNEL_SCALAR = 1, KERNEL_AVX2 = 2, KERNEL_AVX512 = 3 } KernelPath;
+
+const char *matvec_path_name(KernelPath p);
+bool matvec_path_available(KernelPath p);
+// Force a path (tests, benchmarks); KERNEL_AUTO returns to the best available. Fails when the CPU lacks it.
+// Not thread-safe: call before products are running.
+int matvec_force_path(KernelPath p, Err *e);
+KernelPath matvec_current_path(void); // resolved (never KERNEL_AUTO)
+
+// Whether W of type t can be used (every dequantizable type).
+bool matvec_supports(DType t);
+
+// The activation vector x, as each weight type wants it. Reused across products: memory grows, never shrinks.
+typedef struct MatvecAct {
+    DType wtype;     // weight type it was prepared for
+    int64_t n;       // elements
+    const float *x;  // (n) borrowed: the caller's x, valid while the act is used
+    int8_t *q;       // (n) x quantized to int8, for integer kernels
+    float *d;        // (n / bs) scale of each activation block (bs = 32 for Q8_0/Q4_0, 256 for K-quants)
+    int16_t *s16;    // (n / 16) sums of 16 consecutive q
+    int16_t *s32;    // (n / 32) sums of 32 consecutive q
+    size_t cap;      // elements allocated
+    int bs;          // activation block size, 0 when x is used as floats
+} MatvecAct;
+
+void matvec_act_init(MatvecAct *a);
+void matvec_act_free(MatvecAct *a);
+// Prepare x (n = cols) for products with weights of type t. Fails for unsupported t or n not a whole number of blocks.
+int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e);
+
+// y[r] = dot(row r of W, x) for r in [r0, r1). w points at row 0; y is indexed by absolute row.
+void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
+
+// The whole product, one thread. scratch may be NULL (then a temporary is allocated).
+int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,
+           MatvecAct *scratch, Err *e);
+
+#endif

@@ -1,0 +1,301 @@
+// matvec_avx512.c — AVX-512 (F, BW, VL, VNNI) matrix-vector kernels (see matvec.h). Compiled with target
+// attributes; matvec.c only calls these after cpu_features() reports all four extensions.
+//
+// The integer kernels use VNNI: vpdpbusd (unsigned x signed bytes, 4 products into each int32 lane, no int16
+// saturation) for the 32-block formats, and vpmaddubsw + vpdpwssd (int16 pairs times per-sub-block scales,
+// accumulated into int32) for the K-quants. A 512-bit register holds two 32-blocks or one 64-element K-quant chunk,
+// arranged in element order so the activations load straight from memory.
+#include "kernels/matvec_impl.h"
+
+#ifdef LOSSY_MATVEC_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "kernels/quant.h"
+
+#define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+T_AVX512 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+T_AVX512 static inline float half_f16c(const uint8_t *p) { return _cvtsh_ss(load_u16le(p)); }
+T_AVX512 static inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
+T_AVX512 static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+T_AVX512 static inline __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+T_AVX512 static inline __m512i cat256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+// 16 floats: d0 in lanes 0..7, d1 in lanes 8..15.
+T_AVX512 static inline __m512 two_scales(float d0, float d1) {
+    return _mm512_mask_mov_ps(_mm512_set1_ps(d0), 0xff00, _mm512_set1_ps(d1));
+}
+
+// ---- float weights ----
+
+T_AVX512 static void avx512_f32(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    const int64_t n = a->n;
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *row = (const float *)(const void *)(w + (size_t)r * stride);
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(x + i), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 16), _mm512_loadu_ps(x + i + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 32), _mm512_loadu_ps(x + i + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 48), _mm512_loadu_ps(x + i + 48), s3);
+        }
+        for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(x + i), s0);
+        if (i < n) {
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row + i), _mm512_maskz_loadu_ps(m, x + i), s1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+}
+
+T_AVX512 static void avx512_f16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    const int64_t n = a->n;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
+            s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 64)), _mm512_loadu_ps(x + i + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 96)), _mm512_loadu_ps(x + i + 48), s3);
+        }
+        for (; i + 16 <= n; i += 16)
+            s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
+        if (i < n) {
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+            s1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + i), s1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+}
+
+T_AVX512 static inline __m512 bf16x16(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+T_AVX512 static void avx512_bf16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *x = a->x;
+    const int64_t n = a->n;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *row = w + (size_t)r * stride;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            s0 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
+            s1 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
+            s2 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 64)), _mm512_loadu_ps(x + i + 32), s2);
+            s3 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 96)), _mm512_loadu_ps(x + i + 48), s3);
+        }
+        for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
+        if (i < n) {
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            s1 = _mm512_fmadd_ps(bf16x16(_mm256_maskz_loadu_epi16(m, row + 2 * i)), _mm512_maskz_loadu_ps(m, x + i), s1);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+}
+
+// ---- 32-element blocks, two per 512-bit register ----
+
+T_AVX512 static void avx512_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 32;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride);
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+        int64_t i = 0;
+        for (; i + 4 <= nb; i += 4) {
+            __m512i w0 = cat256(load256(b[i].qs), load256(b[i + 1].qs));
+            __m512i w1 = cat256(load256(b[i + 2].qs), load256(b[i + 3].qs));
+            __m512i x0 = load512(a->q + 32 * i), x1 = load512(a->q + 32 * i + 64);
+            // vpdpbusd wants one unsigned operand: use |w| and move w's sign onto x.
+            x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
+            x1 = _mm512_mask_sub_epi8(x1, _mm512_movepi8_mask(w1), zero, x1);
+            __m512i p0 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w0), x0);
+            __m512i p1 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w1), x1);
+            acc0 = _mm512_fmadd_ps(two_scales(half_f16c(b[i].d) * a->d[i], half_f16c(b[i + 1].d) * a->d[i + 1]),
+                                   _mm512_cvtepi32_ps(p0), acc0);
+            acc1 = _mm512_fmadd_ps(two_scales(half_f16c(b[i + 2].d) * a->d[i + 2], half_f16c(b[i + 3].d) * a->d[i + 3]),
+                                   _mm512_cvtepi32_ps(p1), acc1);
+        }
+        __m256 tail = _mm256_setzero_ps();
+        for (; i < nb; i++) {
+            __m256i wv = load256(b[i].qs), xv = load256(a->q + 32 * i);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            tail = _mm256_fmadd_ps(_mm256_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm256_cvtepi32_ps(p), tail);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(tail);
+    }
+}
+
+T_AVX512 static void avx512_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 32;
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(15);
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride);
+        __m512 acc = _mm512_setzero_ps();
+        float corr = 0;
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+            __m256i raw = _mm256_set_m128i(load128(b[i + 1].qs), load128(b[i].qs));
+            // [b0 lo | b1 lo | b0 hi | b1 hi] -> [b0 lo | b0 hi | b1 lo | b1 hi]: element order of two blocks.
+            __m512i u = _mm512_and_si512(cat256(raw, _mm256_srli_epi16(raw, 4)), m4);
+            u = _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
+            __m512i p = _mm512_dpbusd_epi32(zero, u, load512(a->q + 32 * i));
+            float d0 = half_f16c(b[i].d) * a->d[i], d1 = half_f16c(b[i + 1].d) * a->d[i + 1];
+            acc = _mm512_fmadd_ps(two_scales(d0, d1), _mm512_cvtepi32_ps(p), acc);
+            corr += d0 * (float)a->s32[i] + d1 * (float)a->s32[i + 1]; // the -8 offset of every quant
+        }
+        float s = _mm512_reduce_add_ps(acc);
+        for (; i < nb; i++) {
+            const int8_t *xq = a->q + 32 * i;
+            int sumi = 0;
+            for (int j = 0; j < 16; j++) sumi += (b[i].qs[j] & 15) * xq[j] + (b[i].qs[j] >> 4) * xq[j + 16];
+            float d0 = half_f16c(b[i].d) * a->d[i];
+            s += d0 * (float)sumi;
+            corr += d0 * (float)a->s32[i];
+        }
+        y[r] = s - 8.0f * corr;
+    }
+}
+
+// ---- K-quants ----
+
+// Q4_K / Q5_K (qh == NULL for Q4_K). Returns the int32 lanes of sum_j sc_j * dot_j; *summ = sum_j mn_j * xsum_j.
+T_AVX512 static inline __m512i k4_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh,
+                                        const int8_t *xq, const int16_t *s32, const __m512i idx[4], int *summ) {
+    const __m512i m4 = _mm512_set1_epi8(15), one8 = _mm512_set1_epi8(1);
+    uint8_t sc[8], mn[8];
+    quant_unpack_k4_scales(scales, sc, mn);
+    __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)mn)), load128(s32));
+    pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
+    pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
+    *summ = _mm_cvtsi128_si32(pm);
+    __m512i scv = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)sc)));
+    __m512i hb = _mm512_setzero_si512();
+    if (qh) {
+        __m256i h = load256(qh);
+        hb = cat256(h, _mm256_srli_epi16(h, 1)); // bit 2c -> low-nibble half, bit 2c+1 -> high-nibble half
+    }
+    __m512i sumi = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+        __m256i raw = load256(qs + 32 * c);
+        __m512i u = _mm512_and_si512(cat256(raw, _mm256_srli_epi16(raw, 4)), m4); // elements 64c .. 64c+63
+        if (qh) {
+            u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_and_si512(hb, one8), 4));
+            hb = _mm512_srli_epi16(hb, 2);
+        }
+        __m512i p = _mm512_maddubs_epi16(u, load512(xq + 64 * c));
+        sumi = _mm512_dpwssd_epi32(sumi, p, _mm512_permutexvar_epi16(idx[c], scv));
+    }
+    return sumi;
+}
+
+T_AVX512 static void k4_idx(__m512i idx[4]) {
+    for (int c = 0; c < 4; c++)
+        idx[c] = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)(2 * c)), 0xffff0000u, (short)(2 * c + 1));
+}
+
+T_AVX512 static void avx512_q4_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    __m512i idx[4];
+    k4_idx(idx);
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ4_K *b = (const BlockQ4_K *)(w + (size_t)r * stride);
+        __m512 acc = _mm512_setzero_ps();
+        float corr = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            int summ;
+            __m512i sumi = k4_block(b[i].scales, b[i].qs, NULL, a->q + 256 * i, a->s32 + 8 * i, idx, &summ);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm512_cvtepi32_ps(sumi), acc);
+            corr += half_f16c(b[i].dmin) * a->d[i] * (float)summ;
+        }
+        y[r] = _mm512_reduce_add_ps(acc) - corr;
+    }
+}
+
+T_AVX512 static void avx512_q5_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    __m512i idx[4];
+    k4_idx(idx);
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ5_K *b = (const BlockQ5_K *)(w + (size_t)r * stride);
+        __m512 acc = _mm512_setzero_ps();
+        float corr = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            int summ;
+            __m512i sumi = k4_block(b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i, a->s32 + 8 * i, idx, &summ);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm512_cvtepi32_ps(sumi), acc);
+            corr += half_f16c(b[i].dmin) * a->d[i] * (float)summ;
+        }
+        y[r] = _mm512_reduce_add_ps(acc) - corr;
+    }
+}
+
+T_AVX512 static void avx512_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const int64_t nb = a->n / 256;
+    const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
+    // Scale index of each int16 lane of a maddubs result (8 lanes per 16-element group): half h, first or second
+    // 64 elements of the half.
+    __m512i idx[4];
+    for (int k = 0; k < 4; k++) {
+        int16_t t[32];
+        for (int l = 0; l < 32; l++) t[l] = (int16_t)(4 * k + l / 8);
+        idx[k] = _mm512_loadu_si512(t);
+    }
+    for (int64_t r = 0; r < nrows; r++) {
+        const BlockQ6_K *b = (const BlockQ6_K *)(w + (size_t)r * stride);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const int8_t *xq = a->q + 256 * i;
+            __m256i sc16 = _mm256_cvtepi8_epi16(load128(b[i].scales));
+            __m512i scv = _mm512_castsi256_si512(sc16);
+            __m512i sumi = _mm512_setzero_si512();
+            for (int h = 0; h < 2; h++) {
+                __m512i ql = load512(b[i].ql + 64 * h);
+                __m256i qh = load256(b[i].qh + 32 * h);
+                __m512i qh2 = cat256(qh, _mm256_srli_epi16(qh, 2));
+                __m512i ua = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh2, m2), 4));
+                __m512i ub = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                             _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh2, 4), m2), 4));
+                __m512i pa = _mm512_maddubs_epi16(ua, load512(xq + 128 * h));
+                __m512i pb = _mm512_maddubs_epi16(ub, load512(xq + 128 * h + 64));
+                sumi = _mm512_dpwssd_epi32(sumi, pa, _mm512_permutexvar_epi16(idx[2 * h], scv));
+                sumi = _mm512_dpwssd_epi32(sumi, pb, _mm512_permutexvar_epi16(idx[2 * h + 1], scv));
+            }
+            // Fold to 8 lanes and remove the -32 offset: 32 * sum_k scale_k * (sum of x in group k).
+            __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
+            s8 = _mm256_sub_epi32(s8, _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(a->s16 + 16 * i)), 5));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm256_cvtepi32_ps(s8), acc);
+        }
+        y[r] = hsum8(acc);
+    }
+}
+
+void matvec_kernels_avx512(MatvecKernels *k) {
+    k->fn[DT_F32] = avx512_f32;
+    k->fn[DT_F16] = avx512_f16;
+    k->fn[DT_BF16] = avx512_bf16;
+    k->fn[DT_Q8_0] = avx512_q8_0;
+    k->fn[DT_Q4_0] = avx512_q4_0;
+    k->fn[DT_Q4_K] = avx512_q4_k;
+    k->fn[DT_Q5_K] = avx512_q5_k;
+    k->fn[DT_Q6_K] = avx512_q6_k;
+}
+
+#endif

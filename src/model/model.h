@@ -1,0 +1,85 @@
+// model.h — the one transformer: load any supported parameters file, bind its weights, run the forward pass.
+//
+// A Model is immutable after model_load (weights stay mmapped in their stored dtype; only small vectors — norm
+// weights and biases — are converted to f32). A ModelState is one sequence's inference state: its KV cache, its
+// position and its scratch buffers; several states can share one Model. Every architecture (Llama 1/2/3, Mistral,
+// Qwen2, GPT-2, llama2.c) runs through the same model_forward, steered by the ModelConfig (config.h).
+#ifndef LOSSY_MODEL_H
+#define LOSSY_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/threadpool.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "kernels/matvec.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+typedef struct ModelLayer {
+    const float *attn_norm, *attn_norm_b;            // (C)
+    const Tensor *wq, *wk, *wv, *wo;                 // (C -> H*hd), (C -> Hkv*hd) x2, (H*hd -> C)
+    const Tensor *wqkv;                              // GPT-2 fused (C -> 3C), instead of wq/wk/wv
+    const float *bq, *bk, *bv, *bqkv, *bo;           // biases or NULL
+    const float *ffn_norm, *ffn_norm_b;              // (C)
+    const Tensor *w_gate, *w_up, *w_down;            // (C -> F), (C -> F), (F -> C); w_gate NULL for MLP_PLAIN
+    const float *b_gate, *b_up, *b_down;
+} ModelLayer;
+
+typedef enum ModelFormat { MODEL_FORMAT_GGUF = 1, MODEL_FORMAT_HF, MODEL_FORMAT_LLAMA2C } ModelFormat;
+
+typedef struct Model {
+    ModelConfig cfg;
+    ModelFormat format;
+    char *path;
+    GGUFFile gguf;             // when format == GGUF
+    SafeTensors st;            // when format == HF
+    void *l2c;                 // when format == LLAMA2C (formats/llama2c.h)
+    WeightTable w;
+    const Tensor *tok_embd;    // (V rows of C)
+    const Tensor *pos_embd;    // (n_ctx_train rows of C), POS_LEARNED only
+    const Tensor *output;      // (V rows of C): output.weight, or tok_embd when tied
+    const float *output_norm, *output_norm_b; // (C)
+    ModelLayer *layers;        // (n_layer)
+    double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
+} Model;
+
+// Load a model: a GGUF file, a Hugging Face directory (config.json + model.safetensors[.index.json]) or a llama2.c
+// checkpoint (.bin). The format is detected from the path and the file's first bytes.
+int model_load(Model *m, const char *path, Err *e);
+void model_free(Model *m);
+
+// Bytes of weights read per generated token (every matrix once), for bandwidth figures.
+size_t model_weight_bytes(const Model *m);
+
+typedef struct ModelState {
+    const Model *m;
+    int64_t n_ctx;     // KV cache length
+    int64_t pos;       // tokens already in the cache
+    float *k_cache;    // (n_layer, n_ctx, Hkv * hd)
+    float *v_cache;    // (n_layer, n_ctx, Hkv * hd)
+    float *x;          // (C) residual stream
+    float *xb;         // (C) normed input of a sub-block
+    float *qkv;        // (H*hd + 2*Hkv*hd) q, k, v of the current token
+    float *att_out;    // (H*hd) attention output
+    float *hb, *hb2;   // (F) MLP hidden
+    float *tmp;        // (max(C, F, H*hd)) projection output
+    float *logits;     // (V)
+    float *rope_cos, *rope_sin; // (rope_dim / 2) for the current position
+    float *att_scratch;         // (H, n_ctx) attention scores
+    MatvecAct act;
+    ThreadPool *pool;  // borrowed; NULL = single-threaded
+} ModelState;
+
+// n_ctx <= 0: the model's training context (capped at 4096 to bound memory).
+int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *pool, Err *e);
+void model_state_free(ModelState *s);
+void model_state_reset(ModelState *s); // forget the sequence (pos = 0)
+
+// Feed tokens at the current position; after the call s->logits holds the logits of the last token (V).
+int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e);
+
+#endif

@@ -1,0 +1,73 @@
+// test_run_cli.c — `lossy run` end to end: greedy generation of stories260K equals llama2.c's reference output,
+// a fixed seed reproduces, and bad models/flags give clear errors.
+#include <stdlib.h>
+
+#include "test.h"
+
+TEST(run_stories260k_greedy_matches_llama2c) {
+    char model[4200], refp[4200];
+    const char *p = fixture_path("models/stories260K.gguf");
+    REQUIRE(p);
+    snprintf(model, sizeof model, "%s", p); // fixture_path's buffer is reused by the next call
+    p = fixture_path("models/stories260K.greedy200.txt");
+    REQUIRE(p);
+    snprintf(refp, sizeof refp, "%s", p);
+    char *ref;
+    size_t ref_len;
+    Err e;
+    REQUIRE(file_read_all(refp, &ref, &ref_len, &e) == 0);
+    Buf out, err;
+    buf_init(&out);
+    buf_init(&err);
+    int rc = run_lossy(NULL, &out, &err, "run", model, "--temp", "0", "-n", "200", "--threads", "2", NULL);
+    REQUIREF(rc == 0, "exit %d: %s", rc, err.data ? err.data : "");
+    // lossy run ends the output with one newline; the reference excludes the run's final newline
+    REQUIRE(out.len > 0 && out.data[out.len - 1] == '\n');
+    out.data[--out.len] = 0;
+    CHECKF(out.len == ref_len && memcmp(out.data, ref, ref_len) == 0, "generated:\n%s\nreference:\n%s", out.data, ref);
+    free(ref);
+    buf_free(&out);
+    buf_free(&err);
+}
+
+TEST(run_seed_reproduces_and_threads_agree) {
+    const char *model = fixture_path("models/stories260K.gguf");
+    REQUIRE(model);
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s", model);
+    Buf a, b, c, err;
+    buf_init(&a);
+    buf_init(&b);
+    buf_init(&c);
+    buf_init(&err);
+    CHECK_EQ_INT(run_lossy(NULL, &a, &err, "run", mp, "-p", "Once upon a time", "-n", "60", "--seed", "11", "--threads", "1", NULL), 0);
+    CHECK_EQ_INT(run_lossy(NULL, &b, &err, "run", mp, "-p", "Once upon a time", "-n", "60", "--seed", "11", "--threads", "2", NULL), 0);
+    CHECK_EQ_INT(run_lossy(NULL, &c, &err, "run", mp, "-p", "Once upon a time", "-n", "60", "--seed", "12", "--threads", "2", NULL), 0);
+    REQUIRE(a.data && b.data && c.data);
+    CHECK(str_starts_with(a.data, "Once upon a time"));
+    CHECK_EQ_STR(a.data, b.data);
+    CHECK(strcmp(a.data, c.data) != 0);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&c);
+    buf_free(&err);
+}
+
+TEST(run_errors_are_clear) {
+    Buf out, err;
+    buf_init(&out);
+    buf_init(&err);
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", "/no/such/model.gguf", NULL), 1);
+    CHECK(err.data && str_starts_with(err.data, "lossy: error: "));
+    err.len = 0;
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", "models/stories260K.gguf", "-n", "abc", NULL), 2);
+    err.len = 0;
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s/notamodel.bin", test_tmpdir());
+    Err e;
+    REQUIRE(file_write_atomic_bytes(bad, "hello", 5, &e) == 0);
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", bad, NULL), 1);
+    CHECK(err.data && strstr(err.data, "not a model"));
+    buf_free(&out);
+    buf_free(&err);
+}

@@ -97,6 +97,30 @@ size_t cli_flag_list(const CliArgs *a, const char *name, char ***values) {
     return a->count[i];
 }
 
+int cli_parse_ids(const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16;
+    *n = 0;
+    *ids = xmalloc_array(cap, sizeof **ids);
+    while (*s) {
+        while (*s == ',' || *s == ' ' || *s == '\t' || *s == '\n') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && !strchr(", \t\n", *end))) break;
+        if (*n == cap) *ids = xrealloc(*ids, (cap *= 2) * sizeof **ids);
+        (*ids)[(*n)++] = (int32_t)v;
+        s = end;
+    }
+    if (*s || *n == 0) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return -1;
+    }
+    return 0;
+}
+
 // ---- help ----
 static void print_flag_line(FILE *f, const CliFlag *fl) {
     char left[96];

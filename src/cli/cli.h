@@ -71,6 +71,9 @@ size_t cli_flag_list(const CliArgs *a, const char *name, char ***values);
 int cli_fail(const Err *e, const char *context);
 int cli_errorf(int code, const char *context, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+// Parse token ids written "1,2,3" or "1 2 3" into a malloc'ed array; -1 on a malformed list or an empty one.
+int cli_parse_ids(const char *s, int32_t **ids, size_t *n);
+
 void cli_print_help(FILE *f);
 void cli_print_command_help(FILE *f, const CliCommand *c);
 // The README command list (markdown), generated from the table.

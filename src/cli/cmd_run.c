@@ -10,6 +10,9 @@
 static const CliFlag FLAGS[] = {
     {"prompt", 'p', FLAG_STR, "TEXT", "", "prompt text (special tokens written in it are recognised)"},
     {"file", 'f', FLAG_STR, "FILE", NULL, "read the prompt from a file"},
+    {"ids", 0, FLAG_STR, "1,2,3", NULL, "prompt as token ids (comma or space separated) instead of text"},
+    {"print-ids", 0, FLAG_BOOL, NULL, NULL, "print the generated ids (space-separated, one line) instead of text"},
+    {"stop", 0, FLAG_LIST, "TEXT", NULL, "stop before this text appears in the output"},
     {"n-predict", 'n', FLAG_INT, "N", "256", "number of tokens to generate"},
     {"temp", 0, FLAG_FLOAT, "T", "0.8", "temperature; 0 = greedy"},
     {"top-k", 0, FLAG_INT, "K", "40", "keep the K most likely tokens (0 = off)"},
@@ -25,7 +28,7 @@ static const CliFlag FLAGS[] = {
     {"no-bos", 0, FLAG_BOOL, NULL, NULL, "do not add the tokenizer's BOS/template tokens to the prompt"},
     {"ignore-eos", 0, FLAG_BOOL, NULL, NULL, "keep generating past end-of-text tokens"},
     {"no-echo", 0, FLAG_BOOL, NULL, NULL, "do not print the prompt before the generated text"},
-    {"verbose", 'v', FLAG_BOOL, NULL, NULL, "print timing to stderr"},
+    {"tokenizer", 0, FLAG_STR, "PATH", NULL, "tokenizer to use instead of the model's own (e.g. llama2.c tokenizer.bin)"},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -58,15 +61,27 @@ static int run(const CliArgs *a) {
         free(prompt);
         return cli_fail(&e, path);
     }
+    const bool by_ids = cli_flag_given(a, "ids"), print_ids = cli_flag_bool(a, "print-ids");
     Tokenizer *tok = NULL;
-    if (tokenizer_load(path, &tok, &e)) {
+    // a model given only as ids and printed as ids needs no tokenizer (e.g. a checkpoint without one)
+    if (tokenizer_load(cli_flag_given(a, "tokenizer") ? cli_flag_str(a, "tokenizer") : path, &tok, &e) && !(by_ids && print_ids)) {
         free(prompt);
         model_free(&m);
         return cli_fail(&e, path);
     }
     int rc = EXIT_OK;
     TokenIds ids = {0};
-    if (tokenizer_encode(tok, prompt, prompt_len, cli_flag_bool(a, "no-bos") ? 0 : TOKENIZE_ADD_SPECIAL, &ids, &e)) {
+    if (by_ids) {
+        int32_t *given;
+        size_t n_given;
+        if (cli_parse_ids(cli_flag_str(a, "ids"), &given, &n_given) == 0) {
+            for (size_t i = 0; i < n_given; i++) token_ids_push(&ids, given[i]);
+            free(given);
+        } else {
+            rc = cli_errorf(EXIT_USAGE, "--ids", "expected token ids like 1,2,3");
+            goto out;
+        }
+    } else if (tokenizer_encode(tok, prompt, prompt_len, cli_flag_bool(a, "no-bos") ? 0 : TOKENIZE_ADD_SPECIAL, &ids, &e)) {
         rc = cli_fail(&e, "--prompt");
         goto out;
     }
@@ -101,18 +116,26 @@ static int run(const CliArgs *a) {
     sp.seed = cli_flag_given(a, "seed") ? (uint64_t)cli_flag_int(a, "seed") : (uint64_t)time(NULL);
     Sampler smp;
     sampler_init(&smp, m.cfg.vocab_size, &sp);
-    if (!cli_flag_bool(a, "no-echo")) {
+    if (!cli_flag_bool(a, "no-echo") && !print_ids && tok) {
         Buf pb;
         buf_init(&pb);
         if (tokenizer_decode(tok, ids.ids, ids.n, TOKENIZER_DECODE_SKIP_SPECIAL, &pb, &e) == 0 && pb.len) fwrite(pb.data, 1, pb.len, stdout);
         buf_free(&pb);
     }
-    GenerateOpts go = {.max_tokens = n_predict, .ignore_eos = cli_flag_bool(a, "ignore-eos"), .emit = emit_stdout};
+    char **stops;
+    size_t n_stop = cli_flag_list(a, "stop", &stops);
+    GenerateOpts go = {.max_tokens = n_predict, .ignore_eos = cli_flag_bool(a, "ignore-eos"),
+                       .emit = print_ids ? NULL : emit_stdout, .stop = (const char *const *)stops, .n_stop = n_stop};
     GenerateStats st;
-    if (generate_run(&s, tok, &smp, ids.ids, (int64_t)ids.n, &go, NULL, &st, &e)) rc = cli_fail(&e, path);
+    TokenIds out_ids = {0};
+    if (generate_run(&s, tok, &smp, ids.ids, (int64_t)ids.n, &go, &out_ids, &st, &e)) rc = cli_fail(&e, path);
+    if (print_ids)
+        for (size_t i = 0; i < out_ids.n; i++) printf(i ? " %d" : "%d", out_ids.ids[i]);
     printf("\n");
-    if (cli_flag_bool(a, "verbose"))
-        fprintf(stderr, "lossy: prompt %lld tokens in %.3f s (%.1f tok/s), generated %lld tokens in %.3f s (%.1f tok/s), %d threads\n",
+    token_ids_free(&out_ids);
+    if (st.n_generated < n_predict && !st.stopped_by_eos && !st.stopped_by_string && rc == EXIT_OK && s.pos >= s.n_ctx)
+        fprintf(stderr, "lossy: context full (%lld tokens): generation stopped early; use a larger --ctx\n", (long long)s.n_ctx);
+    fprintf(stderr, "lossy: prompt %lld tokens in %.3f s (%.1f tok/s), generated %lld tokens in %.3f s (%.1f tok/s), %d threads\n",
                 (long long)st.n_prompt, st.prompt_seconds, st.prompt_seconds > 0 ? st.n_prompt / st.prompt_seconds : 0,
                 (long long)st.n_generated, st.gen_seconds, st.gen_seconds > 0 ? st.n_generated / st.gen_seconds : 0,
                 threadpool_size(pool));

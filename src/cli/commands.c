@@ -4,11 +4,15 @@
 
 extern const CliCommand cmd_info;
 extern const CliCommand cmd_run;
+extern const CliCommand cmd_logits;
+extern const CliCommand cmd_convert;
 extern const CliCommand cmd_tokenizer_train;
 extern const CliCommand cmd_tokenize;
 
 const CliCommand *const cli_commands[] = {
     &cmd_run,
+    &cmd_logits,
+    &cmd_convert,
     &cmd_info,
     &cmd_tokenize,
     &cmd_tokenizer_train,

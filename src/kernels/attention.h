@@ -6,11 +6,13 @@
 // with window > 0 only those with t - s < window (Mistral's sliding window, as transformers masks it); window = 0
 // means the full causal context.
 //
-// Training: attention_forward stores the softmax probabilities att (B, n_head, T, T) — only row t's entries for
-// visible s are written and read — and attention_backward reads them instead of recomputing the scores.
+// Training: attention_forward stores the softmax probabilities att (B, n_head, T, T) — row t's entries s <= t are
+// written (0 outside a window); entries s > t are unspecified — and attention_backward reads them instead of
+// recomputing the scores. Queries are processed in blocks of rows through the packed GEMM (matmul.h).
 // Inference: attention_forward_cached takes the queries of n_tok new tokens at positions pos0 .. pos0+n_tok-1 and the
-// layer's KV cache, whose rows 0 .. pos0+n_tok-1 must already hold those tokens' keys and values. Both paths run the
-// same per-query routine, so a prompt processed token by token gives bit-identical outputs to the batched forward.
+// layer's KV cache, whose rows 0 .. pos0+n_tok-1 must already hold those tokens' keys and values. A few tokens go
+// one query at a time (dot products); a prompt chunk goes through the same blocked GEMM path as training. The two
+// agree to float rounding (about 1e-7 relative), not bit for bit.
 //
 // Threading: the work is a loop over independent (batch, head) pairs in the forward and (batch, kv head) groups in
 // the backward (a group owns its dk/dv rows); a thread pool can split those loops without locks.
@@ -38,7 +40,7 @@ void attention_backward(float *dq,         // (B, T, n_head, head_dim) +=
                         const float *att,  // (B, n_head, T, T) from attention_forward
                         int64_t B, int64_t T, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window);
 
-// Floats of scratch attention_forward_cached needs: n_head * (pos0 + n_tok).
+// Floats of scratch attention_forward_cached needs: min(n_tok, 64) * (pos0 + n_tok).
 int64_t attention_cached_scratch_size(int64_t n_tok, int64_t pos0, int64_t n_head);
 
 // scratch may be NULL (allocated and freed inside; pass one to avoid a malloc per layer per token).
@@ -48,6 +50,6 @@ void attention_forward_cached(float *out,           // (n_tok, n_head, head_dim)
                               const float *v_cache, // (n_ctx, n_kv_head, head_dim)
                               int64_t n_tok, int64_t pos0, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
                               int64_t window,
-                              float *scratch);      // (n_head, pos0 + n_tok) or NULL
+                              float *scratch);      // attention_cached_scratch_size floats, or NULL
 
 #endif

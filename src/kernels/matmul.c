@@ -62,7 +62,13 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2(int64_t kc, const f
                                                               int64_t ldc, int accumulate) {
     __m256 c[AVX2_MR][2];
 #pragma GCC unroll 6
-    for (int i = 0; i < AVX2_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+    for (int i = 0; i < AVX2_MR; i++) {
+        c[i][0] = c[i][1] = _mm256_setzero_ps();
+        if (accumulate) { // see the AVX-512 kernel
+            _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + i * ldc + 15), _MM_HINT_T0);
+        }
+    }
     for (int64_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(Bp), b1 = _mm256_loadu_ps(Bp + 8);
 #pragma GCC unroll 6
@@ -93,7 +99,14 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const 
                                                                int64_t ldc, int accumulate) {
     __m512 c[AVX512_MR][2];
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < AVX512_MR; i++) {
+        c[i][0] = c[i][1] = _mm512_setzero_ps();
+        // C is read only after kc updates: start its (likely uncached) lines now, so they are in L1 by then.
+        if (accumulate) {
+            _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + i * ldc + 31), _MM_HINT_T0);
+        }
+    }
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
 #pragma GCC unroll 14
@@ -171,48 +184,54 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // Ap: ceil(mc / mr) panels, each (kc, mr) k-major: Ap[p*mr*kc + k*mr + i] = op(A)(p*mr + i, k), zero past mc.
 static void pack_a(float *Ap, const float *A, int64_t rsa, int64_t csa, int64_t mc, int64_t kc, int mr) {
-    for (int64_t p0 = 0; p0 < mc; p0 += mr) {
-        int64_t m = min64(mr, mc - p0);
-        float *dst = Ap + p0 * kc; // (kc, mr)
-        if (csa == 1) {
-            // Rows of A are contiguous in k: read each row once, write a column of the panel.
-            for (int64_t i = 0; i < m; i++) {
-                const float *src = A + (p0 + i) * rsa;
-                for (int64_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-            }
-        } else {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = A + p0 * rsa + k * csa;
-                for (int64_t i = 0; i < m; i++) dst[k * mr + i] = src[i * rsa];
+    if (csa == 1) {
+        // Rows of op(A) are contiguous in k (x, dy): read each row once, write a column of its panel.
+        for (int64_t i = 0; i < mc; i++) {
+            const float *src = A + i * rsa;
+            float *dst = Ap + (i / mr) * mr * kc + i % mr;
+            for (int64_t k = 0; k < kc; k++) dst[k * mr] = src[k];
+        }
+    } else {
+        // Columns of op(A) are contiguous (dy^T): one sequential run of mc values per k, spread over the panels.
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = A + k * csa;
+            for (int64_t p0 = 0; p0 < mc; p0 += mr) {
+                int64_t m = min64(mr, mc - p0);
+                float *dst = Ap + p0 * kc + k * mr;
+                for (int64_t i = 0; i < m; i++) dst[i] = src[(p0 + i) * rsa];
             }
         }
-        if (m < mr)
-            for (int64_t k = 0; k < kc; k++)
-                for (int64_t i = m; i < mr; i++) dst[k * mr + i] = 0.0f;
+    }
+    int64_t m = mc % mr; // zero the tail of a partial last panel (its products land in discarded tile rows)
+    if (m) {
+        float *dst = Ap + (mc - m) * kc;
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t i = m; i < mr; i++) dst[k * mr + i] = 0.0f;
     }
 }
 
 // Bp: ceil(nc / nr) panels, each (kc, nr) k-major: Bp[q*nr*kc + k*nr + j] = op(B)(k, q*nr + j), zero past nc.
 static void pack_b(float *Bp, const float *B, int64_t rsb, int64_t csb, int64_t kc, int64_t nc, int nr) {
-    for (int64_t q0 = 0; q0 < nc; q0 += nr) {
-        int64_t n = min64(nr, nc - q0);
-        float *dst = Bp + q0 * kc; // (kc, nr)
-        if (csb == 1) {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = B + k * rsb + q0;
-                memcpy(dst + k * nr, src, (size_t)n * sizeof(float));
-                for (int64_t j = n; j < nr; j++) dst[k * nr + j] = 0.0f;
-            }
-        } else {
-            // Columns of op(B) are contiguous in k (B = W^T for a (OUT, IN) weight): read each once.
-            for (int64_t j = 0; j < n; j++) {
-                const float *src = B + (q0 + j) * csb;
-                for (int64_t k = 0; k < kc; k++) dst[k * nr + j] = src[k * rsb];
-            }
-            if (n < nr)
-                for (int64_t k = 0; k < kc; k++)
-                    for (int64_t j = n; j < nr; j++) dst[k * nr + j] = 0.0f;
+    if (csb == 1) {
+        // Rows of op(B) are contiguous (W in dy W, x in dy^T x): one sequential run of nc values per k.
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = B + k * rsb;
+            for (int64_t q0 = 0; q0 < nc; q0 += nr)
+                memcpy(Bp + q0 * kc + k * nr, src + q0, (size_t)min64(nr, nc - q0) * sizeof(float));
         }
+    } else {
+        // Columns of op(B) are contiguous in k (B = W^T for an (OUT, IN) weight): read each once.
+        for (int64_t j = 0; j < nc; j++) {
+            const float *src = B + j * csb;
+            float *dst = Bp + (j / nr) * nr * kc + j % nr;
+            for (int64_t k = 0; k < kc; k++) dst[k * nr] = src[k * rsb];
+        }
+    }
+    int64_t n = nc % nr;
+    if (n) {
+        float *dst = Bp + (nc - n) * kc;
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t j = n; j < nr; j++) dst[k * nr + j] = 0.0f;
     }
 }
 

@@ -16,6 +16,7 @@
 #include "kernels/quant.h"
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
 
 T_AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -29,126 +30,111 @@ T_AVX2 static inline float half_f16c(const uint8_t *p) { return _cvtsh_ss(load_u
 T_AVX2 static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 T_AVX2 static inline __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
 
-// ---- float weights ----
-
-T_AVX2 static void avx2_f32(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const float *row = (const float *)(const void *)(w + (size_t)r * stride);
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 24), _mm256_loadu_ps(x + i + 24), s3);
-        }
-        for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), s0);
-        float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        for (; i < n; i++) {
-            float v;
-            memcpy(&v, row + i, 4);
-            s += v * x[i];
-        }
-        y[r] = s;
+// Wraps a kernel body written for R rows (R a constant after inlining) into a row-range kernel.
+#define ROWS_KERNEL(name, body)                                                                        \
+    T_AVX2 static void name(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) { \
+        int64_t r = 0;                                                                                 \
+        for (; r + MATVEC_ROWS <= nrows; r += MATVEC_ROWS) body(w + (size_t)r * stride, stride, a, y + r, MATVEC_ROWS); \
+        for (; r < nrows; r++) body(w + (size_t)r * stride, stride, a, y + r, 1);                     \
     }
-}
 
-T_AVX2 static void avx2_f16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = w + (size_t)r * stride;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(row + 2 * i)), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(row + 2 * i + 16)), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(row + 2 * i + 32)), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(row + 2 * i + 48)), _mm256_loadu_ps(x + i + 24), s3);
-        }
-        for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(load128(row + 2 * i)), _mm256_loadu_ps(x + i), s0);
-        float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        for (; i < n; i++) s += half_f16c(row + 2 * i) * x[i];
-        y[r] = s;
-    }
-}
+// ---- float weights: 16 elements per row per step, scalar tail ----
 
-T_AVX2 static inline __m256 bf16x8(const uint8_t *p) {
+T_AVX2 INLINE __m256 f32x8(const uint8_t *p) { return _mm256_loadu_ps((const float *)(const void *)p); }
+T_AVX2 INLINE __m256 f16x8(const uint8_t *p) { return _mm256_cvtph_ps(load128(p)); }
+T_AVX2 INLINE __m256 bf16x8(const uint8_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
 }
-
-T_AVX2 static void avx2_bf16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = w + (size_t)r * stride;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            s0 = _mm256_fmadd_ps(bf16x8(row + 2 * i), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(bf16x8(row + 2 * i + 16), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(bf16x8(row + 2 * i + 32), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(bf16x8(row + 2 * i + 48), _mm256_loadu_ps(x + i + 24), s3);
-        }
-        for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(bf16x8(row + 2 * i), _mm256_loadu_ps(x + i), s0);
-        float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-        for (; i < n; i++) s += bf16_to_fp32(load_u16le(row + 2 * i)) * x[i];
-        y[r] = s;
-    }
+T_AVX2 INLINE float f32_1(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
 }
+T_AVX2 INLINE float f16_1(const uint8_t *p) { return half_f16c(p); }
+T_AVX2 INLINE float bf16_1(const uint8_t *p) { return bf16_to_fp32(load_u16le(p)); }
+
+#define FLOAT_BODY(fname, load8, load1, esize)                                                             \
+    T_AVX2 INLINE void fname(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) { \
+        const float *x = a->x;                                                                             \
+        const int64_t n = a->n;                                                                            \
+        __m256 acc[MATVEC_ROWS][2];                                                                        \
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();                           \
+        int64_t i = 0;                                                                                     \
+        for (; i + 16 <= n; i += 16) {                                                                     \
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);                           \
+            for (int r = 0; r < R; r++) {                                                                  \
+                const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
+                acc[r][0] = _mm256_fmadd_ps(load8(row), x0, acc[r][0]);                                    \
+                acc[r][1] = _mm256_fmadd_ps(load8(row + 8 * esize), x1, acc[r][1]);                        \
+            }                                                                                              \
+        }                                                                                                  \
+        for (int r = 0; r < R; r++) {                                                                      \
+            float s = hsum8(_mm256_add_ps(acc[r][0], acc[r][1]));                                          \
+            for (int64_t k = i; k < n; k++) s += load1(w + (size_t)r * stride + (size_t)k * esize) * x[k]; \
+            y[r] = s;                                                                                      \
+        }                                                                                                  \
+    }
+
+FLOAT_BODY(f32_body, f32x8, f32_1, 4)
+FLOAT_BODY(f16_body, f16x8, f16_1, 2)
+FLOAT_BODY(bf16_body, bf16x8, bf16_1, 2)
+ROWS_KERNEL(avx2_f32, f32_body)
+ROWS_KERNEL(avx2_f16, f16_body)
+ROWS_KERNEL(avx2_bf16, bf16_body)
 
 // ---- 32-element blocks ----
 
-T_AVX2 static void avx2_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const int64_t nb = a->n / 32;
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t r = 0; r < nrows; r++) {
-        const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        for (int64_t i = 0; i < nb; i++) {
-            __m256i wv = load256(b[i].qs), xv = load256(a->q + 32 * i);
-            // |w| * (x with w's sign) == w * x, with the unsigned operand first as maddubs wants.
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
-            __m256 dd = _mm256_set1_ps(half_f16c(b[i].d) * a->d[i]);
-            if (i & 1) acc1 = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc1);
-            else acc0 = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc0);
-        }
-        y[r] = hsum8(_mm256_add_ps(acc0, acc1));
-    }
+// Signed w times signed x, 32 bytes: |w| * (x with w's sign), the unsigned operand first as maddubs wants.
+T_AVX2 INLINE __m256i dot_s8(__m256i wv, __m256i xv) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-T_AVX2 static void avx2_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+T_AVX2 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
-    const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(15);
-    for (int64_t r = 0; r < nrows; r++) {
-        const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride);
-        __m256 acc = _mm256_setzero_ps();
-        float corr = 0;
-        for (int64_t i = 0; i < nb; i++) {
-            __m128i raw = load128(b[i].qs);
-            // Low nibbles are elements 0..15, high nibbles 16..31: one 256-bit vector in element order.
-            __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(a->q + 32 * i)), ones);
-            float dd = half_f16c(b[i].d) * a->d[i];
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(p), acc);
-            corr += dd * (float)a->s32[i]; // the -8 offset: sum (u - 8) x = sum u x - 8 sum x
+    __m256 acc[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xv = load256(a->q + 32 * i);
+        for (int r = 0; r < R; r++) {
+            const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
+            __m256 dd = _mm256_set1_ps(half_f16c(b->d) * a->d[i]);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(load256(b->qs), xv)), acc[r]);
         }
-        y[r] = hsum8(acc) - 8.0f * corr;
     }
+    for (int r = 0; r < R; r++) y[r] = hsum8(acc[r]);
 }
+ROWS_KERNEL(avx2_q8_0, q8_0_body)
+
+T_AVX2 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
+    const int64_t nb = a->n / 32;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256 acc[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xv = load256(a->q + 32 * i);
+        for (int r = 0; r < R; r++) {
+            const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
+            __m128i raw = load128(b->qs);
+            // Low nibbles are elements 0..15, high nibbles 16..31; minus 8 gives the signed quants.
+            __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);
+            __m256 dd = _mm256_set1_ps(half_f16c(b->d) * a->d[i]);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(q, xv)), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = hsum8(acc[r]);
+}
+ROWS_KERNEL(avx2_q4_0, q4_0_body)
 
 // ---- K-quants (256-element super-blocks) ----
 
 // Q4_K / Q5_K: qh == NULL for Q4_K.
-T_AVX2 static inline void k4_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh, const int8_t *xq,
+T_AVX2 INLINE void k4_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh, const int8_t *xq,
                                    const int16_t *s32, __m256i *sumi_out, int *summ_out) {
     const __m256i m4 = _mm256_set1_epi8(15), one8 = _mm256_set1_epi8(1);
-    uint8_t sc[8], mn[8];
-    quant_unpack_k4_scales(scales, sc, mn);
-    __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)mn));
-    __m128i pm = _mm_madd_epi16(mins, load128(s32));
+    uint64_t sc, mn;
+    matvec_k4_scales(scales, &sc, &mn);
+    __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)), load128(s32));
     pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
     pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
     *summ_out = _mm_cvtsi128_si32(pm);
@@ -164,8 +150,8 @@ T_AVX2 static inline void k4_block(const uint8_t scales[12], const uint8_t *qs, 
         }
         __m256i plo = _mm256_maddubs_epi16(lo, load256(xq + 64 * c));
         __m256i phi = _mm256_maddubs_epi16(hi, load256(xq + 64 * c + 32));
-        plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * c]));
-        phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * c + 1]));
+        plo = _mm256_madd_epi16(plo, _mm256_set1_epi16((short)((sc >> (16 * c)) & 0xff)));
+        phi = _mm256_madd_epi16(phi, _mm256_set1_epi16((short)((sc >> (16 * c + 8)) & 0xff)));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
     }
     *sumi_out = sumi;

@@ -4,7 +4,8 @@
 // The integer kernels use VNNI: vpdpbusd (unsigned x signed bytes, 4 products into each int32 lane, no int16
 // saturation) for the 32-block formats, and vpmaddubsw + vpdpwssd (int16 pairs times per-sub-block scales,
 // accumulated into int32) for the K-quants. A 512-bit register holds two 32-blocks or one 64-element K-quant chunk,
-// arranged in element order so the activations load straight from memory.
+// arranged in element order so the activations load straight from memory. The float and 32-block kernels run
+// MATVEC_ROWS rows per pass (independent accumulators; each activation vector is loaded once per pass).
 #include "kernels/matvec_impl.h"
 
 #ifdef LOSSY_MATVEC_X86
@@ -16,177 +17,157 @@
 #include "kernels/quant.h"
 
 #define T_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE static inline __attribute__((always_inline))
 
-T_AVX512 static inline float hsum8(__m256 v) {
+T_AVX512 INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-T_AVX512 static inline float half_f16c(const uint8_t *p) { return _cvtsh_ss(load_u16le(p)); }
-T_AVX512 static inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
-T_AVX512 static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-T_AVX512 static inline __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
-T_AVX512 static inline __m512i cat256(__m256i lo, __m256i hi) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-// 16 floats: d0 in lanes 0..7, d1 in lanes 8..15.
-T_AVX512 static inline __m512 two_scales(float d0, float d1) {
-    return _mm512_mask_mov_ps(_mm512_set1_ps(d0), 0xff00, _mm512_set1_ps(d1));
+T_AVX512 INLINE float half_f16c(const uint8_t *p) { return _cvtsh_ss(load_u16le(p)); }
+T_AVX512 INLINE __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
+T_AVX512 INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+T_AVX512 INLINE __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+T_AVX512 INLINE __m512i cat256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// Scales of two consecutive 32-blocks (fp16 weight scales at p0, p1 times the two activation scales at xd), spread
+// as lanes 0..7 / 8..15 to match the int32 lanes of a two-block dot product.
+T_AVX512 INLINE __m512 two_scales(const uint8_t *p0, const uint8_t *p1, const float *xd) {
+    __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(load_u16le(p0)), load_u16le(p1), 1);
+    __m128 d = _mm_mul_ps(_mm_cvtph_ps(h), _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)xd)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(d));
 }
 
-// ---- float weights ----
-
-T_AVX512 static void avx512_f32(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const float *row = (const float *)(const void *)(w + (size_t)r * stride);
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 64 <= n; i += 64) {
-            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(x + i), s0);
-            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 16), _mm512_loadu_ps(x + i + 16), s1);
-            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 32), _mm512_loadu_ps(x + i + 32), s2);
-            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i + 48), _mm512_loadu_ps(x + i + 48), s3);
-        }
-        for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(x + i), s0);
-        if (i < n) {
-            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row + i), _mm512_maskz_loadu_ps(m, x + i), s1);
-        }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+// Wraps a kernel body written for R rows (R a constant after inlining) into a row-range kernel.
+#define ROWS_KERNEL(name, body)                                                                        \
+    T_AVX512 static void name(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) { \
+        int64_t r = 0;                                                                                 \
+        for (; r + MATVEC_ROWS <= nrows; r += MATVEC_ROWS) body(w + (size_t)r * stride, stride, a, y + r, MATVEC_ROWS); \
+        for (; r < nrows; r++) body(w + (size_t)r * stride, stride, a, y + r, 1);                     \
     }
+
+// ---- float weights: 32 elements per row per step, masked tail ----
+
+T_AVX512 INLINE __m512 f32x16(const uint8_t *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+T_AVX512 INLINE __m512 f16x16(const uint8_t *p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+T_AVX512 INLINE __m512 bf16x16(const uint8_t *p, __mmask16 m) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
-T_AVX512 static void avx512_f16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = w + (size_t)r * stride;
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 64 <= n; i += 64) {
-            s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
-            s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
-            s2 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 64)), _mm512_loadu_ps(x + i + 32), s2);
-            s3 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i + 96)), _mm512_loadu_ps(x + i + 48), s3);
-        }
-        for (; i + 16 <= n; i += 16)
-            s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
-        if (i < n) {
-            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-            __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
-            s1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + i), s1);
-        }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#define FLOAT_BODY(fname, load, esize)                                                                     \
+    T_AVX512 INLINE void fname(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) { \
+        const float *x = a->x;                                                                             \
+        const int64_t n = a->n;                                                                            \
+        __m512 acc[MATVEC_ROWS][2];                                                                        \
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                           \
+        int64_t i = 0;                                                                                     \
+        for (; i + 32 <= n; i += 32) {                                                                     \
+            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);                          \
+            for (int r = 0; r < R; r++) {                                                                  \
+                const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
+                acc[r][0] = _mm512_fmadd_ps(load(row, 0xffff), x0, acc[r][0]);                             \
+                acc[r][1] = _mm512_fmadd_ps(load(row + 16 * esize, 0xffff), x1, acc[r][1]);                \
+            }                                                                                              \
+        }                                                                                                  \
+        for (; i < n; i += 16) {                                                                           \
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);              \
+            __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);                                                   \
+            for (int r = 0; r < R; r++)                                                                    \
+                acc[r][0] = _mm512_fmadd_ps(load(w + (size_t)r * stride + (size_t)i * esize, m), x0, acc[r][0]); \
+        }                                                                                                  \
+        for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));     \
     }
-}
 
-T_AVX512 static inline __m512 bf16x16(__m256i v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-}
-
-T_AVX512 static void avx512_bf16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const float *x = a->x;
-    const int64_t n = a->n;
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *row = w + (size_t)r * stride;
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        int64_t i = 0;
-        for (; i + 64 <= n; i += 64) {
-            s0 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
-            s1 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
-            s2 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 64)), _mm512_loadu_ps(x + i + 32), s2);
-            s3 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i + 96)), _mm512_loadu_ps(x + i + 48), s3);
-        }
-        for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(bf16x16(load256(row + 2 * i)), _mm512_loadu_ps(x + i), s0);
-        if (i < n) {
-            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-            s1 = _mm512_fmadd_ps(bf16x16(_mm256_maskz_loadu_epi16(m, row + 2 * i)), _mm512_maskz_loadu_ps(m, x + i), s1);
-        }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-    }
-}
+FLOAT_BODY(f32_body, f32x16, 4)
+FLOAT_BODY(f16_body, f16x16, 2)
+FLOAT_BODY(bf16_body, bf16x16, 2)
+ROWS_KERNEL(avx512_f32, f32_body)
+ROWS_KERNEL(avx512_f16, f16_body)
+ROWS_KERNEL(avx512_bf16, bf16_body)
 
 // ---- 32-element blocks, two per 512-bit register ----
 
-T_AVX512 static void avx512_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+T_AVX512 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
     const __m512i zero = _mm512_setzero_si512();
-    for (int64_t r = 0; r < nrows; r++) {
-        const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride);
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-        int64_t i = 0;
-        for (; i + 4 <= nb; i += 4) {
-            __m512i w0 = cat256(load256(b[i].qs), load256(b[i + 1].qs));
-            __m512i w1 = cat256(load256(b[i + 2].qs), load256(b[i + 3].qs));
-            __m512i x0 = load512(a->q + 32 * i), x1 = load512(a->q + 32 * i + 64);
+    __m512 acc[MATVEC_ROWS];
+    __m256 tail[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i xv = load512(a->q + 32 * i);
+        for (int r = 0; r < R; r++) {
+            const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
+            __m512i wv = cat256(load256(b[0].qs), load256(b[1].qs));
             // vpdpbusd wants one unsigned operand: use |w| and move w's sign onto x.
-            x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
-            x1 = _mm512_mask_sub_epi8(x1, _mm512_movepi8_mask(w1), zero, x1);
-            __m512i p0 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w0), x0);
-            __m512i p1 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w1), x1);
-            acc0 = _mm512_fmadd_ps(two_scales(half_f16c(b[i].d) * a->d[i], half_f16c(b[i + 1].d) * a->d[i + 1]),
-                                   _mm512_cvtepi32_ps(p0), acc0);
-            acc1 = _mm512_fmadd_ps(two_scales(half_f16c(b[i + 2].d) * a->d[i + 2], half_f16c(b[i + 3].d) * a->d[i + 3]),
-                                   _mm512_cvtepi32_ps(p1), acc1);
+            __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
+            __m512i p = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), sx);
+            acc[r] = _mm512_fmadd_ps(two_scales(b[0].d, b[1].d, a->d + i), _mm512_cvtepi32_ps(p), acc[r]);
         }
-        __m256 tail = _mm256_setzero_ps();
-        for (; i < nb; i++) {
-            __m256i wv = load256(b[i].qs), xv = load256(a->q + 32 * i);
-            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            tail = _mm256_fmadd_ps(_mm256_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm256_cvtepi32_ps(p), tail);
-        }
-        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(tail);
     }
+    if (i < nb) {
+        __m256i xv = load256(a->q + 32 * i);
+        for (int r = 0; r < R; r++) {
+            const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
+            __m256i wv = load256(b->qs);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            tail[r] = _mm256_mul_ps(_mm256_set1_ps(half_f16c(b->d) * a->d[i]), _mm256_cvtepi32_ps(p));
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
 }
+ROWS_KERNEL(avx512_q8_0, q8_0_body)
 
-T_AVX512 static void avx512_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+T_AVX512 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(15);
-    for (int64_t r = 0; r < nrows; r++) {
-        const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride);
-        __m512 acc = _mm512_setzero_ps();
-        float corr = 0;
-        int64_t i = 0;
-        for (; i + 2 <= nb; i += 2) {
-            __m256i raw = _mm256_set_m128i(load128(b[i + 1].qs), load128(b[i].qs));
+    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
+    __m512 acc[MATVEC_ROWS];
+    __m256 tail[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i xv = load512(a->q + 32 * i);
+        __m512i x8 = _mm512_dpbusd_epi32(zero, eight, xv); // the -8 offset: sum (u - 8) x = sum u x - sum 8 x
+        for (int r = 0; r < R; r++) {
+            const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
+            __m256i raw = _mm256_set_m128i(load128(b[1].qs), load128(b[0].qs));
             // [b0 lo | b1 lo | b0 hi | b1 hi] -> [b0 lo | b0 hi | b1 lo | b1 hi]: element order of two blocks.
             __m512i u = _mm512_and_si512(cat256(raw, _mm256_srli_epi16(raw, 4)), m4);
             u = _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
-            __m512i p = _mm512_dpbusd_epi32(zero, u, load512(a->q + 32 * i));
-            float d0 = half_f16c(b[i].d) * a->d[i], d1 = half_f16c(b[i + 1].d) * a->d[i + 1];
-            acc = _mm512_fmadd_ps(two_scales(d0, d1), _mm512_cvtepi32_ps(p), acc);
-            corr += d0 * (float)a->s32[i] + d1 * (float)a->s32[i + 1]; // the -8 offset of every quant
+            __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u, xv), x8);
+            acc[r] = _mm512_fmadd_ps(two_scales(b[0].d, b[1].d, a->d + i), _mm512_cvtepi32_ps(p), acc[r]);
         }
-        float s = _mm512_reduce_add_ps(acc);
-        for (; i < nb; i++) {
-            const int8_t *xq = a->q + 32 * i;
-            int sumi = 0;
-            for (int j = 0; j < 16; j++) sumi += (b[i].qs[j] & 15) * xq[j] + (b[i].qs[j] >> 4) * xq[j + 16];
-            float d0 = half_f16c(b[i].d) * a->d[i];
-            s += d0 * (float)sumi;
-            corr += d0 * (float)a->s32[i];
-        }
-        y[r] = s - 8.0f * corr;
     }
+    if (i < nb) {
+        __m256i xv = load256(a->q + 32 * i);
+        __m256i x8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xv);
+        for (int r = 0; r < R; r++) {
+            const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
+            __m128i raw = load128(b->qs);
+            __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
+            __m256i p = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xv), x8);
+            tail[r] = _mm256_mul_ps(_mm256_set1_ps(half_f16c(b->d) * a->d[i]), _mm256_cvtepi32_ps(p));
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
 }
+ROWS_KERNEL(avx512_q4_0, q4_0_body)
 
-// ---- K-quants ----
+// ---- K-quants, one row at a time (a 256-element super-block already gives each row long independent chains) ----
 
 // Q4_K / Q5_K (qh == NULL for Q4_K). Returns the int32 lanes of sum_j sc_j * dot_j; *summ = sum_j mn_j * xsum_j.
-T_AVX512 static inline __m512i k4_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh,
-                                        const int8_t *xq, const int16_t *s32, const __m512i idx[4], int *summ) {
+T_AVX512 INLINE __m512i k4_block(const uint8_t scales[12], const uint8_t *qs, const uint8_t *qh, const int8_t *xq,
+                                 const int16_t *s32, const __m512i idx[4], int *summ) {
     const __m512i m4 = _mm512_set1_epi8(15), one8 = _mm512_set1_epi8(1);
-    uint8_t sc[8], mn[8];
-    quant_unpack_k4_scales(scales, sc, mn);
-    __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)mn)), load128(s32));
+    uint64_t sc, mn;
+    matvec_k4_scales(scales, &sc, &mn);
+    __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)), load128(s32));
     pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
     pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
     *summ = _mm_cvtsi128_si32(pm);
-    __m512i scv = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)sc)));
+    __m512i scv = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
     __m512i hb = _mm512_setzero_si512();
     if (qh) {
         __m256i h = load256(qh);
@@ -206,7 +187,7 @@ T_AVX512 static inline __m512i k4_block(const uint8_t scales[12], const uint8_t 
     return sumi;
 }
 
-T_AVX512 static void k4_idx(__m512i idx[4]) {
+T_AVX512 INLINE void k4_idx(__m512i idx[4]) {
     for (int c = 0; c < 4; c++)
         idx[c] = _mm512_mask_set1_epi16(_mm512_set1_epi16((short)(2 * c)), 0xffff0000u, (short)(2 * c + 1));
 }
@@ -250,8 +231,8 @@ T_AVX512 static void avx512_q5_k(const uint8_t *w, size_t stride, int64_t nrows,
 T_AVX512 static void avx512_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
     const int64_t nb = a->n / 256;
     const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
-    // Scale index of each int16 lane of a maddubs result (8 lanes per 16-element group): half h, first or second
-    // 64 elements of the half.
+    // Scale index of each int16 lane of a maddubs result (8 lanes per 16-element group), for the 4 64-element
+    // quarters of a super-block.
     __m512i idx[4];
     for (int k = 0; k < 4; k++) {
         int16_t t[32];

@@ -12,6 +12,21 @@ typedef struct MatvecKernels {
     MatvecRowsFn fn[DT_COUNT];
 } MatvecKernels;
 
+// The 8 six-bit scales and mins of a Q4_K/Q5_K block (see quant_unpack_k4_scales) as 8 bytes each, little-endian
+// in a u64, for kernels that move them straight into vector registers.
+static inline void matvec_k4_scales(const uint8_t *p, uint64_t *sc, uint64_t *mn) {
+    uint32_t a = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    uint32_t b = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+    uint32_t c = (uint32_t)p[8] | (uint32_t)p[9] << 8 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 24;
+    uint32_t s_hi = (c & 0x0f0f0f0fu) | (((a >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | (((b >> 6) & 0x03030303u) << 4);
+    *sc = (a & 0x3f3f3f3fu) | (uint64_t)s_hi << 32;
+    *mn = (b & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
+}
+
+// Rows per pass in the vector kernels: independent accumulator chains, and activations loaded once per pass.
+#define MATVEC_ROWS 4
+
 #if defined(__x86_64__)
 #define LOSSY_MATVEC_X86 1
 void matvec_kernels_avx2(MatvecKernels *k);

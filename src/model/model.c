@@ -15,6 +15,7 @@
 
 #include "base/util.h"
 #include "formats/hfconfig.h"
+#include "formats/llama2c.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/norm.h"
@@ -165,6 +166,33 @@ static int load_hf(Model *m, const char *dir, Err *e) {
     return weights_from_safetensors(&m->w, &m->st, m->cfg.arch == ARCH_GPT2, e);
 }
 
+// llama2.c checkpoints: f32 tensors as views, version-2 int8 groups dequantized to f32 (their f32 group scales
+// have no exact GGML block equivalent).
+static int load_llama2c(Model *m, const char *path, Err *e) {
+    Llama2cFile *f = xcalloc(1, sizeof *f);
+    if (llama2c_open(f, path, e)) {
+        free(f);
+        return -1;
+    }
+    m->l2c = f;
+    m->format = MODEL_FORMAT_LLAMA2C;
+    if (llama2c_model_config(f, &m->cfg, e)) return -1;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const L2CTensor *t = &f->tensors[i];
+        const void *data = t->data;
+        size_t nbytes = t->nbytes;
+        if (t->type != DT_F32) {
+            float *buf = xmalloc_array((size_t)t->n_elements, sizeof(float));
+            llama2c_dequantize(f, t, buf);
+            weights_own(&m->w, buf);
+            data = buf;
+            nbytes = (size_t)t->n_elements * sizeof(float);
+        }
+        if (weights_add(&m->w, t->name, DT_F32, t->n_dims, t->ne, data, nbytes, e)) return -1;
+    }
+    return 0;
+}
+
 int model_load(Model *m, const char *path, Err *e) {
     memset(m, 0, sizeof *m);
     model_config_init(&m->cfg);
@@ -180,7 +208,8 @@ int model_load(Model *m, const char *path, Err *e) {
         size_t got = fread(magic, 1, 4, f);
         fclose(f);
         if (got == 4 && memcmp(magic, "GGUF", 4) == 0) rc = load_gguf(m, path, e);
-        else rc = ERR(e, "'%s' is not a model lossy recognises (expected a GGUF file or a Hugging Face directory)", path);
+        else if (str_ends_with(path, ".bin")) rc = load_llama2c(m, path, e);
+        else rc = ERR(e, "'%s' is not a model lossy recognises (expected a GGUF file, a Hugging Face directory or a llama2.c .bin)", path);
     }
     if (rc == 0) rc = model_config_validate(&m->cfg, path, e);
     if (rc == 0) rc = bind_weights(m, e);
@@ -192,6 +221,10 @@ void model_free(Model *m) {
     weights_free(&m->w);
     if (m->format == MODEL_FORMAT_GGUF) gguf_close(&m->gguf);
     if (m->format == MODEL_FORMAT_HF) st_close(&m->st);
+    if (m->l2c) {
+        llama2c_close(m->l2c);
+        free(m->l2c);
+    }
     free(m->layers);
     free(m->path);
     memset(m, 0, sizeof *m);

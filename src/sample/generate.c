@@ -10,12 +10,46 @@
 
 #include "base/util.h"
 
+static bool is_eog(const ModelConfig *c, const Tokenizer *tok, int32_t id) {
+    if (tok) return tokenizer_is_eog(tok, id);
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id) return true;
+    return false;
+}
+
+// How much of text[from, len) can be shown now: never split a UTF-8 character, never show a tail that may be the
+// start of a stop string.
+static size_t safe_end(const Buf *text, size_t from, const GenerateOpts *o) {
+    size_t end = text->len, k = end;
+    while (k > from && k + 4 > end && ((unsigned char)text->data[k - 1] & 0xC0) == 0x80) k--;
+    if (k > from && (unsigned char)text->data[k - 1] >= 0xC0) {
+        unsigned char lead = (unsigned char)text->data[k - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+        if (end - (k - 1) < need) end = k - 1;
+    }
+    size_t hold = 0;
+    for (size_t i = 0; i < o->n_stop; i++) {
+        size_t sl = strlen(o->stop[i]);
+        for (size_t n = sl > 0 ? sl - 1 : 0; n > hold; n--)
+            if (n <= end - from && memcmp(text->data + end - n, o->stop[i], n) == 0) {
+                hold = n;
+                break;
+            }
+    }
+    return end - hold;
+}
+
 int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_t *prompt, int64_t n_prompt,
                  const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e) {
     memset(st, 0, sizeof *st);
-    const int64_t V = s->m->cfg.vocab_size;
+    const ModelConfig *c = &s->m->cfg;
+    const int64_t V = c->vocab_size;
     if (n_prompt < 1) return ERR(e, "empty prompt: at least one token is needed");
-    if (n_prompt >= s->n_ctx) return ERR(e, "prompt of %lld tokens does not fit the context (%lld)", (long long)n_prompt, (long long)s->n_ctx);
+    if (s->pos + n_prompt > s->n_ctx)
+        return ERR(e, "the prompt (%lld tokens) does not fit in the context (%lld tokens, %lld used); use a larger --ctx",
+                   (long long)n_prompt, (long long)s->n_ctx, (long long)s->pos);
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V) return ERR(e, "prompt token %lld is id %d, outside the vocabulary (%lld)", (long long)i, prompt[i], (long long)V);
     // history for the penalties: prompt + generated
     TokenIds hist = {0};
     for (int64_t i = 0; i < n_prompt; i++) token_ids_push(&hist, prompt[i]);
@@ -27,57 +61,59 @@ int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_
     st->n_prompt = n_prompt;
     st->prompt_seconds = time_now() - t0;
     double t1 = time_now();
-    Buf text, prev;
+    Buf text;
     buf_init(&text);
-    buf_init(&prev);
+    size_t shown = 0; // bytes of text already emitted
     int rc = 0;
+    const bool decode = tok && (o->emit || o->n_stop);
     const size_t gen_start = hist.n;
     for (int64_t i = 0; i < o->max_tokens; i++) {
         int32_t id = sampler_sample(smp, s->logits, hist.ids, hist.n);
-        if (id < 0 || id >= V) {
-            rc = ERR(e, "sampler returned id %d", id);
-            break;
-        }
-        if (!o->ignore_eos && tok && tokenizer_is_eog(tok, id)) {
+        if (!o->ignore_eos && is_eog(c, tok, id)) {
             st->stopped_by_eos = true;
             break;
         }
         token_ids_push(&hist, id);
         if (out_ids) token_ids_push(out_ids, id);
         st->n_generated++;
-        if (o->emit && tok) {
+        if (decode) {
+            // decode the whole continuation each time: decoders that look at neighbours (a stripped first space,
+            // byte-fallback sequences) then stream exactly what one decode of the output gives
             text.len = 0;
             if (tokenizer_decode(tok, hist.ids + gen_start, hist.n - gen_start, 0, &text, e)) {
                 rc = -1;
                 break;
             }
-            // emit what is new; hold back an incomplete UTF-8 tail so characters are never split across calls
-            size_t end = text.len;
-            size_t k = end;
-            while (k > 0 && k > end - 4 && ((unsigned char)text.data[k - 1] & 0xC0) == 0x80) k--;
-            if (k > 0 && (unsigned char)text.data[k - 1] >= 0xC0) {
-                unsigned char lead = (unsigned char)text.data[k - 1];
-                size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-                if (end - (k - 1) < need) end = k - 1;
+            size_t stop_at = SIZE_MAX;
+            for (size_t k = 0; k < o->n_stop; k++) {
+                size_t sl = strlen(o->stop[k]);
+                if (!sl) continue;
+                const char *hit = memmem(text.data + shown, text.len - shown, o->stop[k], sl);
+                if (hit && (size_t)(hit - text.data) < stop_at) stop_at = (size_t)(hit - text.data);
             }
-            if (end > prev.len && (prev.len == 0 || memcmp(text.data, prev.data, prev.len) == 0)) {
-                if (!o->emit(o->emit_ctx, text.data + prev.len, end - prev.len)) break;
-                prev.len = 0;
-                buf_append(&prev, text.data, end);
+            if (stop_at != SIZE_MAX) {
+                if (o->emit && stop_at > shown) o->emit(o->emit_ctx, text.data + shown, stop_at - shown);
+                shown = text.len = stop_at;
+                st->stopped_by_string = true;
+                break;
+            }
+            size_t end = safe_end(&text, shown, o);
+            if (end > shown) {
+                if (o->emit && !o->emit(o->emit_ctx, text.data + shown, end - shown)) break;
+                shown = end;
             }
         }
         if (i + 1 == o->max_tokens) break;
-        if (s->pos >= s->n_ctx) break; // context full
+        if (s->pos >= s->n_ctx) break; // context full: the caller sees n_generated < max_tokens
         if (model_forward(s, &id, 1, e)) {
             rc = -1;
             break;
         }
     }
-    // flush a held-back tail at the end (invalid UTF-8 is still output, byte for byte)
-    if (rc == 0 && o->emit && text.len > prev.len) o->emit(o->emit_ctx, text.data + prev.len, text.len - prev.len);
+    // flush what was held back (an unfinished character or a partial stop string that never completed)
+    if (rc == 0 && o->emit && text.len > shown) o->emit(o->emit_ctx, text.data + shown, text.len - shown);
     st->gen_seconds = time_now() - t1;
     buf_free(&text);
-    buf_free(&prev);
     token_ids_free(&hist);
     return rc;
 }

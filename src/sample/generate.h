@@ -16,17 +16,21 @@ typedef bool (*GenerateEmit)(void *ctx, const char *text, size_t len);
 typedef struct GenerateOpts {
     int64_t max_tokens;  // new tokens at most
     bool ignore_eos;     // keep going through end-of-generation tokens
-    GenerateEmit emit;
+    GenerateEmit emit;    // may be NULL (then no text is decoded)
     void *emit_ctx;
+    const char *const *stop; // stop strings (n_stop): generation ends before the first occurrence in the text
+    size_t n_stop;
 } GenerateOpts;
 
 typedef struct GenerateStats {
     int64_t n_prompt, n_generated;
     double prompt_seconds, gen_seconds; // prompt processing; generation (first sampled token to last)
     bool stopped_by_eos;
+    bool stopped_by_string;
 } GenerateStats;
 
 // prompt (n_prompt >= 1) is fed from the state's current position. out_ids (may be NULL) receives the generated ids.
+// tok may be NULL (no text, no stop strings): end-of-generation is then the model config's EOS ids.
 int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_t *prompt, int64_t n_prompt,
                  const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e);
 

@@ -20,13 +20,14 @@ size_t tokenizer_small_word_limit = 48;
 // per-call word cache (byte-level vocabularies only)
 
 #define CACHE_MAX_WORD 64
-#define CACHE_SLOTS (1u << 15)
+#define CACHE_SLOTS (1u << 16)
 
+// 16 bytes, so more slots stay in cache; key_len == 0 marks an empty slot (words are never empty).
 typedef struct CacheSlot {
-    uint64_t hash;
-    uint32_t key_off, key_len; // into keys
-    uint32_t val_off, val_n;   // into vals
-    bool used;
+    uint32_t hash;
+    uint32_t key_off; // into keys
+    uint32_t val_off; // into vals
+    uint16_t key_len, val_n;
 } CacheSlot;
 
 typedef struct WordCache {
@@ -48,8 +49,8 @@ static const int32_t *cache_get(const WordCache *c, const uint8_t *s, size_t n, 
     size_t i = (size_t)h & (CACHE_SLOTS - 1);
     for (;;) {
         const CacheSlot *sl = &c->slots[i];
-        if (!sl->used) return NULL;
-        if (sl->hash == h && sl->key_len == n && memcmp(c->keys.data + sl->key_off, s, n) == 0) {
+        if (!sl->key_len) return NULL;
+        if (sl->hash == (uint32_t)(h >> 32) && sl->key_len == n && memcmp(c->keys.data + sl->key_off, s, n) == 0) {
             *count = sl->val_n;
             return c->vals + sl->val_off;
         }
@@ -58,9 +59,10 @@ static const int32_t *cache_get(const WordCache *c, const uint8_t *s, size_t n, 
 }
 
 static void cache_put(WordCache *c, const uint8_t *s, size_t n, uint64_t h, const int32_t *ids, size_t n_ids) {
-    if (c->n * 2 >= CACHE_SLOTS || c->keys.len > (1u << 30) || c->n_vals > (1u << 28)) cache_clear(c);
+    if (n == 0 || n_ids > UINT16_MAX) return;
+    if (c->n * 4 >= CACHE_SLOTS * 3 || c->keys.len > (1u << 30) || c->n_vals > (1u << 28)) cache_clear(c);
     size_t i = (size_t)h & (CACHE_SLOTS - 1);
-    while (c->slots[i].used) i = (i + 1) & (CACHE_SLOTS - 1);
+    while (c->slots[i].key_len) i = (i + 1) & (CACHE_SLOTS - 1);
     if (c->n_vals + n_ids > c->cap_vals) {
         size_t nc = c->cap_vals ? c->cap_vals : 4096;
         while (nc < c->n_vals + n_ids) nc *= 2;
@@ -68,13 +70,12 @@ static void cache_put(WordCache *c, const uint8_t *s, size_t n, uint64_t h, cons
         c->cap_vals = nc;
     }
     CacheSlot *sl = &c->slots[i];
-    sl->used = true;
-    sl->hash = h;
+    sl->hash = (uint32_t)(h >> 32);
     sl->key_off = (uint32_t)c->keys.len;
-    sl->key_len = (uint32_t)n;
+    sl->key_len = (uint16_t)n;
     buf_append(&c->keys, s, n);
     sl->val_off = (uint32_t)c->n_vals;
-    sl->val_n = (uint32_t)n_ids;
+    sl->val_n = (uint16_t)n_ids;
     memcpy(c->vals + c->n_vals, ids, n_ids * sizeof *ids);
     c->n_vals += n_ids;
     c->n++;
@@ -418,7 +419,21 @@ static void pre_run(Enc *x, size_t step, const uint8_t *s, size_t n, bool at_sta
     if (x->failed || n == 0) return;
     const Tokenizer *t = x->t;
     if (step == t->n_pre) {
-        bpe_word(x, s, n);
+        if (!t->spm_split) {
+            bpe_word(x, s, n);
+            return;
+        }
+        // no token spans a "▁" that follows another character: each "▁...▁xyz" run is merged on its own
+        size_t start = 0;
+        for (size_t i = 1; i + 3 <= n; i++) {
+            if (s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81 &&
+                !(i >= 3 && s[i - 3] == 0xE2 && s[i - 2] == 0x96 && s[i - 1] == 0x81)) {
+                bpe_word(x, s + start, i - start);
+                start = i;
+                i += 2;
+            }
+        }
+        bpe_word(x, s + start, n - start);
         return;
     }
     const PreStep *st = &t->pre[step];
@@ -636,7 +651,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int mode,
         if (x.mctx && x.jit) pcre2_jit_stack_assign(x.mctx, NULL, x.jit);
     }
     // the cache pays off on long byte-level texts, whose words are short and repeat
-    x.use_cache = t->kind == TOKENIZER_BPE_BYTES && t->n_pre > 0 && len >= 2048;
+    x.use_cache = (t->n_pre > 0 || t->spm_split) && len >= 2048;
     if (x.use_cache) x.cache.slots = xcalloc(CACHE_SLOTS, sizeof *x.cache.slots);
 
     size_t out_start = out->n;

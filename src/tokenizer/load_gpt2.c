@@ -169,6 +169,14 @@ int tokenizer_load_gpt2_files(const char *encoder_json, const char *vocab_bpe, T
         err_prefix(e, "%s: ", encoder_json);
         goto fail;
     }
+    // Byte-level BPE starts every word from single bytes: a vocabulary missing one cannot encode all text.
+    for (int b = 0; b < 256; b++) {
+        uint8_t c = (uint8_t)b;
+        if (tokenizer_find(t, &c, 1) < 0) {
+            ERR(e, "%s: no token for the single byte 0x%02x (GPT-2 vocabularies spell all 256)", encoder_json, b);
+            goto fail;
+        }
+    }
     *out = t;
     return 0;
 fail:

@@ -225,7 +225,7 @@ fail:
     return -1;
 }
 
-// Resolve a bare encoding name to a rank file path in the search directories (static buffer).
+// Resolve a bare encoding name to a rank file path in the search directories (written to buf), or NULL.
 static const char *find_rank_file(const TkEncoding *enc, char *buf, size_t cap) {
     const char *dirs[3] = {getenv("LOSSY_TIKTOKEN_DIR"), NULL, NULL};
     char cache[1024];
@@ -246,11 +246,11 @@ int tokenizer_load_tiktoken(const char *name_or_path, Tokenizer **out, Err *e) {
     *out = NULL;
     const TkEncoding *enc = NULL;
     const char *path = name_or_path;
+    char found[4096];
     const char *colon = strchr(name_or_path, ':');
     if (colon && (enc = encoding_by_name(name_or_path, (size_t)(colon - name_or_path)))) {
         path = colon + 1;
     } else if ((enc = encoding_by_name(name_or_path, strlen(name_or_path))) && !path_exists(name_or_path)) {
-        static char found[4096];
         path = find_rank_file(enc, found, sizeof found);
         if (!path)
             return ERR(e, "tiktoken encoding %s: no %s.tiktoken in $LOSSY_TIKTOKEN_DIR or ~/.cache/lossy/tiktoken "

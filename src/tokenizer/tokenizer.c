@@ -677,7 +677,7 @@ static void build_pairs_from_scores(Tokenizer *t) {
             c[n++] = (ScoreCand){te->score, l, r, (int32_t)id};
         }
     }
-    qsort(c, n, sizeof *c, cmp_cand);
+    if (n) qsort(c, n, sizeof *c, cmp_cand); // c is NULL when there are no candidates (UB for qsort)
     pairs_alloc(t, n);
     uint32_t rank = 0;
     for (size_t i = 0; i < n; i++) {
@@ -690,8 +690,7 @@ static void build_pairs_from_scores(Tokenizer *t) {
 static int compile_regex(const char *pattern, size_t plen, bool literal, pcre2_code **out, const char *what, Err *e) {
     int errcode;
     PCRE2_SIZE erroff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-    if (literal) opts |= PCRE2_LITERAL;
+    uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, plen, opts, &errcode, &erroff, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -752,11 +751,6 @@ int tokenizer_finalize(Tokenizer *t, Err *e) {
         if (te->type == TOKEN_CONTROL || te->type == TOKEN_UNKNOWN || te->type == TOKEN_UNUSED) continue;
         t->byte_id[te->byte] = (int32_t)id;
     }
-    if (t->kind == TOKENIZER_BPE_SPM && t->byte_fallback) {
-        int missing = 0;
-        for (int b = 0; b < 256; b++) missing += t->byte_id[b] < 0;
-        if (missing == 256) return ERR(e, "byte_fallback is set but the vocabulary has no <0xXX> byte tokens");
-    }
 
     // pair table
     if (t->n_merges) {
@@ -766,6 +760,23 @@ int tokenizer_finalize(Tokenizer *t, Err *e) {
             pairs_put(t, t->merges[i][0], t->merges[i][1], (uint32_t)i, t->merges[i][2], true);
     } else {
         build_pairs_from_scores(t);
+    }
+
+    // Sentencepiece vocabularies (split_by_whitespace) have no piece with a "▁" after another character, so no
+    // merge can cross such a point and a long segment may be merged word by word, with identical results.
+    if (t->kind == TOKENIZER_BPE_SPM && !t->ignore_merges) {
+        int32_t ws = tokenizer_find(t, "\xe2\x96\x81", 3);
+        bool ok = ws >= 0 && type_mergeable(t->tok[ws].type);
+        for (size_t id = 0; ok && id < t->n_tok; id++) {
+            const TokEntry *te = &t->tok[id];
+            if (!(te->flags & TOKF_SET)) continue;
+            const uint8_t *p = (const uint8_t *)tok_ptr(t, (int32_t)id);
+            for (size_t k = 1; ok && k + 3 <= te->len; k++)
+                if (p[k] == 0xE2 && p[k + 1] == 0x96 && p[k + 2] == 0x81 &&
+                    !(k >= 3 && p[k - 3] == 0xE2 && p[k - 2] == 0x96 && p[k - 1] == 0x81))
+                    ok = false;
+        }
+        t->spm_split = ok;
     }
 
     // added-token tries

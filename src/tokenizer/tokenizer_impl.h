@@ -93,6 +93,7 @@ struct Tokenizer {
     int32_t role[TOKEN_ROLE_COUNT];
     bool byte_fallback, fuse_unk, ignore_merges;
     bool no_parse_special; // default mode matches only USER_DEFINED spellings
+    bool spm_split;        // SPM: words may be cut before each "▁" that follows another character (see finalize)
     bool add_bos, add_eos, bos_eos_set, template_set;
     int32_t *prefix, *suffix;
     size_t n_prefix, n_suffix;

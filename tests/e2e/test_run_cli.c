@@ -63,11 +63,17 @@ TEST(run_errors_are_clear) {
     CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", "models/stories260K.gguf", "-n", "abc", NULL), 2);
     err.len = 0;
     char bad[4200];
-    snprintf(bad, sizeof bad, "%s/notamodel.bin", test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/notamodel.dat", test_tmpdir());
     Err e;
     REQUIRE(file_write_atomic_bytes(bad, "hello", 5, &e) == 0);
     CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", bad, NULL), 1);
     CHECK(err.data && strstr(err.data, "not a model"));
+    // a .bin that is not a llama2.c checkpoint: the llama2.c reader says why
+    snprintf(bad, sizeof bad, "%s/garbage.bin", test_tmpdir());
+    REQUIRE(file_write_atomic_bytes(bad, "0123456789abcdefghijklmnopqrstuvwxyz", 36, &e) == 0);
+    err.len = 0;
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", bad, NULL), 1);
+    CHECK(err.data && str_starts_with(err.data, "lossy: error: "));
     buf_free(&out);
     buf_free(&err);
 }

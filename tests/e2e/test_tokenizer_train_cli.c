@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "formats/gguf.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/train_bpe.h"
 
 // The first n bytes of tinyshakespeare written to <tmp>/name; returns the path (static buffer per call site).
 static int write_corpus(const char *name, size_t off, size_t n, char *path, size_t cap) {
@@ -188,4 +190,18 @@ TEST(cli_tokenizer_train_errors) {
     CHECK(!path_exists(g));
     buf_free(&out);
     buf_free(&err);
+}
+
+TEST(cli_tokenizer_train_help_lists_default_specials) {
+    // the help text spells out the default special tokens: it must name every entry of the trainer's table
+    const CliCommand *c = NULL;
+    for (size_t i = 0; cli_commands[i]; i++)
+        if (strcmp(cli_commands[i]->name, "tokenizer train") == 0) c = cli_commands[i];
+    REQUIRE(c && c->details);
+    for (size_t i = 0; i < BPE_N_DEFAULT_SPECIALS; i++)
+        CHECKF(strstr(c->details, BPE_DEFAULT_SPECIALS[i].text), "help lacks %s", BPE_DEFAULT_SPECIALS[i].text);
+    BpeTrainOptions o;
+    bpe_train_options_default(&o);
+    REQUIRE(o.n_specials == BPE_N_DEFAULT_SPECIALS);
+    for (size_t i = 0; i < o.n_specials; i++) CHECK_EQ_STR(o.specials[i], BPE_DEFAULT_SPECIALS[i].text);
 }

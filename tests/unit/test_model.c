@@ -58,32 +58,31 @@ static void check_hf_fixture(const char *dir_rel, double tol) {
     int32_t *greedy = json_ids(json_object_get(ref, "greedy_sequence"), &n_greedy);
     json_t *margins = json_object_get(ref, "greedy_top2_margins");
     CHECK_EQ_INT((int64_t)n_in, rows);
-    double worst = 0;
+    // ‖ours − ref‖₂ / ‖ref‖₂ over all positions and the vocabulary
+    double num = 0, den = 0;
     for (size_t t = 0; t < n_in; t++) {
         REQUIREF(model_forward(&s, &in[t], 1, &e) == 0, "%s", e.msg);
-        double maxref = 0, maxdiff = 0;
         for (int64_t v = 0; v < cols; v++) {
-            double r = want[t * (size_t)cols + (size_t)v], d = fabs(s.logits[v] - r);
-            if (fabs(r) > maxref) maxref = fabs(r);
-            if (d > maxdiff) maxdiff = d;
+            double r = want[t * (size_t)cols + (size_t)v], d = s.logits[v] - r;
+            num += d * d;
+            den += r * r;
         }
-        double rel = maxdiff / (maxref > 1e-6 ? maxref : 1e-6);
-        if (rel > worst) worst = rel;
-        CHECKF(rel <= tol, "%s position %zu: max |logit diff| %.3g (relative %.3g > %.3g)", dir_rel, t, maxdiff, rel, tol);
     }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    CHECKF(rel <= tol, "%s: relative L2 logit error %.3g > %.3g", dir_rel, rel, tol);
     // greedy continuation: the reference picks token g at step i; where its top-2 margin is below the precision we
     // can claim, a different pick is legitimate and ends the comparison
     int32_t tok = sampler_argmax(s.logits, cols);
     for (size_t i = n_in; i < n_greedy; i++) {
         double margin = json_real_value(json_array_get(margins, i - n_in));
         if (tok != greedy[i]) {
-            CHECKF(margin < 1e-2, "%s greedy step %zu: got %d, reference %d (margin %.3g)", dir_rel, i - n_in, tok, greedy[i], margin);
+            CHECKF(margin <= 1e-3, "%s greedy step %zu: got %d, reference %d (margin %.3g)", dir_rel, i - n_in, tok, greedy[i], margin);
             break;
         }
         REQUIREF(model_forward(&s, &tok, 1, &e) == 0, "%s", e.msg);
         tok = sampler_argmax(s.logits, cols);
     }
-    if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s: worst relative logit error %.3g\n", dir_rel, worst);
+    if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s: relative L2 logit error %.3g\n", dir_rel, rel);
     free(in);
     free(greedy);
     free(want);
@@ -93,6 +92,6 @@ static void check_hf_fixture(const char *dir_rel, double tol) {
     model_free(&m);
 }
 
-TEST(model_llama_gqa_matches_transformers) { check_hf_fixture("hf/llama_gqa_f32", 1e-4); }
-TEST(model_gpt2_matches_transformers) { check_hf_fixture("hf/gpt2_f32", 1e-4); }
-TEST(model_mistral_f16_matches_transformers) { check_hf_fixture("hf/mistral_vocab_f16", 1e-3); }
+TEST(model_llama_gqa_matches_transformers) { check_hf_fixture("hf/llama_gqa_f32", 1e-5); }
+TEST(model_gpt2_matches_transformers) { check_hf_fixture("hf/gpt2_f32", 1e-5); }
+TEST(model_mistral_f16_matches_transformers) { check_hf_fixture("hf/mistral_vocab_f16", 1e-4); }

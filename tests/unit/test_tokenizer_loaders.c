@@ -885,6 +885,9 @@ TEST(tokloader_gpt2_bad_input) {
     ENC_ERR("{\"a\": 0, \"b\": 0}", "used by another token");
     ENC_ERR("{\"a\": 0, \"a\": 1}", "invalid JSON"); // duplicate key
     ENC_ERR("{\"\xe4\xb8\x80\": 0}", "outside GPT-2's byte-level alphabet");
+    write_file(bpe, "#version: 0.2\n", 14); // no merges, so only the missing bytes are wrong below
+    ENC_ERR("{\"a\": 0, \"b\": 1}", "no token for the single byte 0x00");
+    write_file(bpe, good_bpe, sizeof good_bpe - 1);
     write_file(enc, j.data, j.len);
     buf_free(&j);
 #define BPE_ERR(text, needle)                                                   \

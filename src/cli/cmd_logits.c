@@ -1,6 +1,7 @@
 // cmd_logits.c — `lossy logits MODEL --ids 1,2,3 --out FILE.npy`: float32 logits of one forward pass over the ids,
 // shape (T, vocab). Used by conformance checks against reference implementations.
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "formats/npy.h"

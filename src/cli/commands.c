@@ -6,6 +6,7 @@ extern const CliCommand cmd_info;
 extern const CliCommand cmd_run;
 extern const CliCommand cmd_logits;
 extern const CliCommand cmd_convert;
+extern const CliCommand cmd_bench;
 extern const CliCommand cmd_tokenizer_train;
 extern const CliCommand cmd_tokenize;
 
@@ -13,6 +14,7 @@ const CliCommand *const cli_commands[] = {
     &cmd_run,
     &cmd_logits,
     &cmd_convert,
+    &cmd_bench,
     &cmd_info,
     &cmd_tokenize,
     &cmd_tokenizer_train,

@@ -1,17 +1,19 @@
 // activation.c — SiLU, SwiGLU, GELU (tanh and erf) and ReLU forward/backward (formulas in activation.h).
 //
-// Scalar libm code for now: these passes are O(N * n_ff) against the O(N * n_ff * n_embd) matmuls beside them.
-// If profiles show tanhf/expf here, a vectorised exp/tanh belongs in this file behind the same functions.
+// exp and tanh come from fastmath.h (branch-free, vectorised by the compiler): with libm's scalar calls these
+// O(N * n_ff) passes would cost a noticeable share of a training step. erff stays libm (exact GELU is rare).
 #include "kernels/activation.h"
 
 #include <math.h>
+
+#include "kernels/fastmath.h"
 
 #define GELU_K0 0.7978845608028654f // sqrt(2 / pi)
 #define GELU_K1 0.044715f
 #define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) { return fm_sigmoidf(x); }
 
 void silu_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(x[i]);
@@ -43,7 +45,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 void gelu_tanh_forward(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        out[i] = 0.5f * v * (1.0f + tanhf(GELU_K0 * (v + GELU_K1 * v * v * v)));
+        out[i] = 0.5f * v * (1.0f + fm_tanhf(GELU_K0 * (v + GELU_K1 * v * v * v)));
     }
 }
 
@@ -51,7 +53,7 @@ void gelu_tanh_forward(float *out, const float *x, int64_t n) {
 void gelu_tanh_backward(float *dx, const float *dout, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float th = tanhf(GELU_K0 * (v + GELU_K1 * v * v * v));
+        float th = fm_tanhf(GELU_K0 * (v + GELU_K1 * v * v * v));
         float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * v * v);
         dx[i] += dout[i] * d;
     }
@@ -65,7 +67,7 @@ void gelu_erf_forward(float *out, const float *x, int64_t n) {
 void gelu_erf_backward(float *dx, const float *dout, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        float d = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * expf(-0.5f * v * v);
+        float d = 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * INV_SQRT_2PI * fm_expf(-0.5f * v * v);
         dx[i] += dout[i] * d;
     }
 }

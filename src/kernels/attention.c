@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "kernels/fastmath.h"
 #include "kernels/matmul.h"
 
 // Query rows per block: a multiple of the GEMM tiles' heights is not needed; 64 keeps the (rows, keys) score block
@@ -32,23 +33,31 @@ static inline int64_t window_start(int64_t t, int64_t window) {
     return (window > 0 && t - window + 1 > 0) ? t - window + 1 : 0;
 }
 
+// 16 independent partial sums: the compiler turns the inner loop into SIMD lanes without reassociating anything.
+static inline float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
+    for (int w = 8; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
 static float attn_scale(int64_t head_dim) { return (float)(1.0 / sqrt((double)head_dim)); }
 
 // Scaled, masked, stable softmax of one score row in place: entries [lo, hi] become probabilities, the other
-// entries of [from, to) become 0 (they are read by the P V product of the block).
+// entries of [from, to) become 0 (they are read by the P V product of the block). Each step is a simple loop over
+// the row, so the compiler vectorises all of them, exp included (fastmath.h).
 static void softmax_row_masked(float *p, int64_t from, int64_t to, int64_t lo, int64_t hi, float scale) {
-    float m = -INFINITY;
-    for (int64_t s = lo; s <= hi; s++) {
-        p[s] *= scale;
-        if (p[s] > m) m = p[s];
-    }
-    double sum = 0.0;
-    for (int64_t s = lo; s <= hi; s++) {
-        p[s] = expf(p[s] - m);
-        sum += p[s];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t s = lo; s <= hi; s++) p[s] *= inv;
+    float *x = p + lo; // (n) visible scores
+    int64_t n = hi - lo + 1;
+    for (int64_t i = 0; i < n; i++) x[i] *= scale;
+    float m = fm_max_f32(x, n);
+    for (int64_t i = 0; i < n; i++) x[i] = fm_expf(x[i] - m);
+    float inv = (float)(1.0 / fm_sum_f32(x, n));
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
     for (int64_t s = from; s < lo; s++) p[s] = 0.0f;
     for (int64_t s = hi + 1; s < to; s++) p[s] = 0.0f;
 }
@@ -133,10 +142,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int64_t t = r0 + r, lo = window_start(t, window);
                         const float *p = P + r * T;
                         float *d = dS + r * T;
-                        double dsum = 0.0;
-                        for (int64_t s = lo; s <= t; s++) dsum += (double)p[s] * d[s];
-                        for (int64_t s = lo_min; s <= pos_last; s++)
-                            d[s] = (s >= lo && s <= t) ? p[s] * (d[s] - (float)dsum) * scale : 0.0f;
+                        float dsum = dot_f32(p + lo, d + lo, t - lo + 1);
+                        for (int64_t s = lo; s <= t; s++) d[s] = p[s] * (d[s] - dsum) * scale;
+                        for (int64_t s = lo_min; s < lo; s++) d[s] = 0.0f;
+                        for (int64_t s = t + 1; s <= pos_last; s++) d[s] = 0.0f;
                     }
                     if (dq) // dQ rows += dS K[lo_min..]
                         matmul_gemm(rows, head_dim, n_keys, dS + lo_min, T, 1, k0 + lo_min * kv_stride, kv_stride, 1,
@@ -152,18 +161,6 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 }
 
 // ---- decoding: one query at a time ----
-
-// 16 independent partial sums: the compiler turns the inner loop into SIMD lanes without reassociating anything.
-static inline float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * b[i];
-    for (int w = 8; w > 0; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
-    return acc[0];
-}
 
 // One query at position t: p[s] (s in [lo, t]) receives the probabilities, out_t the weighted sum of values.
 static void attend_query(float *out_t, float *p, const float *q_t, const float *k0, const float *v0,

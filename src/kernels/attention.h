@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-// att may be NULL when no backward follows (a small scratch row is used instead).
+// att may be NULL when no backward follows (a (64, T) scratch block is used instead).
 void attention_forward(float *out,     // (B, T, n_head, head_dim)
                        float *att,     // (B, n_head, T, T) or NULL
                        const float *q, // (B, T, n_head, head_dim), rope already applied

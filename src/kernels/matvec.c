@@ -152,16 +152,31 @@ static void scalar_f32(const uint8_t *w, size_t stride, int64_t nrows, const Mat
     }
 }
 
+// fp16 -> f32 by table (256 KiB, built once): for the scalar path, where a conversion per weight is its whole
+// cost, and for block scales in vector kernels, which can then broadcast a scale straight from memory.
+static float *g_f16_table;
+static pthread_once_t g_f16_once = PTHREAD_ONCE_INIT;
+static void build_f16_table(void) {
+    g_f16_table = xmalloc_array(65536, sizeof(float));
+    for (uint32_t h = 0; h < 65536; h++) g_f16_table[h] = fp16_to_fp32((uint16_t)h);
+}
+
+const float *matvec_f16_table(void) {
+    pthread_once(&g_f16_once, build_f16_table);
+    return g_f16_table;
+}
+
 static void scalar_f16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const float *x = a->x;
     for (int64_t r = 0; r < nrows; r++) {
         const uint8_t *row = w + (size_t)r * stride;
         float acc[8] = {0};
         int64_t i = 0;
         for (; i + 8 <= a->n; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += half_at(row + 2 * (i + k)) * x[i + k];
+            for (int k = 0; k < 8; k++) acc[k] += tab[load_u16le(row + 2 * (i + k))] * x[i + k];
         float s = 0;
-        for (; i < a->n; i++) s += half_at(row + 2 * i) * x[i];
+        for (; i < a->n; i++) s += tab[load_u16le(row + 2 * i)] * x[i];
         for (int k = 0; k < 8; k++) s += acc[k];
         y[r] = s;
     }
@@ -240,17 +255,22 @@ static float dot_k4_block(float d, float dmin, const uint8_t scales[12], const u
     uint8_t sc[8], mn[8];
     quant_unpack_k4_scales(scales, sc, mn);
     int sumi = 0, summ = 0;
-    for (int j = 0; j < 8; j++) {
-        const uint8_t *q = qs + 32 * (j / 2);
-        const int shift = 4 * (j & 1);
-        int dot = 0;
-        for (int l = 0; l < 32; l++) {
-            int v = (q[l] >> shift) & 15;
-            if (qh) v |= ((qh[l] >> j) & 1) << 4;
-            dot += v * xq[32 * j + l];
+    for (int c = 0; c < 4; c++) {
+        const uint8_t *q = qs + 32 * c;
+        int lo = 0, hi = 0;
+        if (qh) {
+            for (int l = 0; l < 32; l++) {
+                lo += ((q[l] & 15) | (((qh[l] >> (2 * c)) & 1) << 4)) * xq[64 * c + l];
+                hi += ((q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4)) * xq[64 * c + 32 + l];
+            }
+        } else {
+            for (int l = 0; l < 32; l++) {
+                lo += (q[l] & 15) * xq[64 * c + l];
+                hi += (q[l] >> 4) * xq[64 * c + 32 + l];
+            }
         }
-        sumi += sc[j] * dot;
-        summ += mn[j] * s32[j];
+        sumi += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+        summ += mn[2 * c] * s32[2 * c] + mn[2 * c + 1] * s32[2 * c + 1];
     }
     return d * xd * (float)sumi - dmin * xd * (float)summ;
 }
@@ -286,17 +306,20 @@ static void scalar_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const Ma
         float s = 0;
         for (int64_t i = 0; i < nb; i++) {
             const int8_t *xq = a->q + 256 * i;
-            int sumi = 0;
-            for (int k = 0; k < 256; k += 16) {
-                int dot = 0;
-                for (int e = k; e < k + 16; e++) {
-                    int h = e / 128, g = (e % 128) / 32, l = e % 32;
-                    int lo = (b[i].ql[64 * h + 32 * (g & 1) + l] >> (4 * (g / 2))) & 15;
-                    int hi = (b[i].qh[32 * h + l] >> (2 * g)) & 3;
-                    dot += ((lo | (hi << 4)) - 32) * xq[e];
+            int dots[16] = {0}; // per 16-element group, quants taken unsigned (0..63); the -32 comes from the sums
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+                const int8_t *xh = xq + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                    int g = 8 * h + l / 16;
+                    dots[g] += ((ql[l] & 15) | ((qh[l] & 3) << 4)) * xh[l];
+                    dots[g + 2] += ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) * xh[l + 32];
+                    dots[g + 4] += ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) * xh[l + 64];
+                    dots[g + 6] += ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) * xh[l + 96];
                 }
-                sumi += b[i].scales[k / 16] * dot;
             }
+            int sumi = 0;
+            for (int k = 0; k < 16; k++) sumi += b[i].scales[k] * (dots[k] - 32 * a->s16[16 * i + k]);
             s += half_at(b[i].d) * a->d[i] * (float)sumi;
         }
         y[r] = s;

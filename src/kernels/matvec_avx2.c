@@ -92,13 +92,15 @@ T_AVX2 INLINE __m256i dot_s8(__m256i wv, __m256i xv) {
 
 T_AVX2 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
+    const float *tab = matvec_f16_table();
     __m256 acc[MATVEC_ROWS];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i xv = load256(a->q + 32 * i);
+        __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
-            __m256 dd = _mm256_set1_ps(half_f16c(b->d) * a->d[i]);
+            __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(load256(b->qs), xv)), acc[r]);
         }
     }
@@ -109,16 +111,18 @@ ROWS_KERNEL(avx2_q8_0, q8_0_body)
 T_AVX2 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
     const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    const float *tab = matvec_f16_table();
     __m256 acc[MATVEC_ROWS];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         __m256i xv = load256(a->q + 32 * i);
+        __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
             __m128i raw = load128(b->qs);
             // Low nibbles are elements 0..15, high nibbles 16..31; minus 8 gives the signed quants.
             __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);
-            __m256 dd = _mm256_set1_ps(half_f16c(b->d) * a->d[i]);
+            __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(q, xv)), acc[r]);
         }
     }

@@ -32,14 +32,6 @@ T_AVX512 INLINE __m256i load256(const void *p) { return _mm256_loadu_si256((cons
 T_AVX512 INLINE __m128i load128(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
 T_AVX512 INLINE __m512i cat256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
-// Scales of two consecutive 32-blocks (fp16 weight scales at p0, p1 times the two activation scales at xd), spread
-// as lanes 0..7 / 8..15 to match the int32 lanes of a two-block dot product.
-T_AVX512 INLINE __m512 two_scales(const uint8_t *p0, const uint8_t *p1, const float *xd) {
-    __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(load_u16le(p0)), load_u16le(p1), 1);
-    __m128 d = _mm_mul_ps(_mm_cvtph_ps(h), _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(const void *)xd)));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(d));
-}
-
 // Wraps a kernel body written for R rows (R a constant after inlining) into a row-range kernel.
 #define ROWS_KERNEL(name, body)                                                                        \
     T_AVX512 static void name(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) { \
@@ -89,69 +81,55 @@ ROWS_KERNEL(avx512_bf16, bf16_body)
 
 // ---- 32-element blocks, two per 512-bit register ----
 
+// One 32-block per step in 256-bit registers (see q4_0_body for why): vpdpbusd wants one unsigned operand, so w's
+// sign moves onto x and |w| is used (|-128| = 128 is fine as an unsigned byte).
 T_AVX512 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
-    const __m512i zero = _mm512_setzero_si512();
-    __m512 acc[MATVEC_ROWS];
-    __m256 tail[MATVEC_ROWS];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m512i xv = load512(a->q + 32 * i);
-        for (int r = 0; r < R; r++) {
-            const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
-            __m512i wv = cat256(load256(b[0].qs), load256(b[1].qs));
-            // vpdpbusd wants one unsigned operand: use |w| and move w's sign onto x.
-            __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
-            __m512i p = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), sx);
-            acc[r] = _mm512_fmadd_ps(two_scales(b[0].d, b[1].d, a->d + i), _mm512_cvtepi32_ps(p), acc[r]);
-        }
-    }
-    if (i < nb) {
+    const float *tab = matvec_f16_table();
+    __m256 acc[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         __m256i xv = load256(a->q + 32 * i);
+        __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
             __m256i wv = load256(b->qs);
             __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            tail[r] = _mm256_mul_ps(_mm256_set1_ps(half_f16c(b->d) * a->d[i]), _mm256_cvtepi32_ps(p));
+            __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[r]);
         }
     }
-    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
+    for (int r = 0; r < R; r++) y[r] = hsum8(acc[r]);
 }
 ROWS_KERNEL(avx512_q8_0, q8_0_body)
 
+// One 32-block per step in 256-bit registers (ports 0 and 1 both take 256-bit VNNI, only port 0 takes 512-bit):
+// the 16 quant bytes are broadcast to both halves straight from memory and masked, leaving the low nibbles (elements
+// 0..15) in the low half and the high nibbles, still times 16, in the high half; the accumulators' high halves are
+// divided by 16 at the end. The -8 offset is folded into the dot product's starting value, computed once per block
+// for all rows. Scales come from the fp16 table by broadcast loads, so no shuffle port is needed per block.
 T_AVX512 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) {
     const int64_t nb = a->n / 32;
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
-    __m512 acc[MATVEC_ROWS];
-    __m256 tail[MATVEC_ROWS];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), tail[r] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m512i xv = load512(a->q + 32 * i);
-        __m512i x8 = _mm512_dpbusd_epi32(zero, eight, xv); // the -8 offset: sum (u - 8) x = sum u x - sum 8 x
-        for (int r = 0; r < R; r++) {
-            const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
-            __m256i raw = _mm256_set_m128i(load128(b[1].qs), load128(b[0].qs));
-            // [b0 lo | b1 lo | b0 hi | b1 hi] -> [b0 lo | b0 hi | b1 lo | b1 hi]: element order of two blocks.
-            __m512i u = _mm512_and_si512(cat256(raw, _mm256_srli_epi16(raw, 4)), m4);
-            u = _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
-            __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u, xv), x8);
-            acc[r] = _mm512_fmadd_ps(two_scales(b[0].d, b[1].d, a->d + i), _mm512_cvtepi32_ps(p), acc[r]);
-        }
-    }
-    if (i < nb) {
+    const float *tab = matvec_f16_table();
+    const __m256i mask = _mm256_set_epi64x(-0x0f0f0f0f0f0f0f10ll, -0x0f0f0f0f0f0f0f10ll, 0x0f0f0f0f0f0f0f0fll, 0x0f0f0f0f0f0f0f0fll);
+    const __m256i offs = _mm256_set_epi64x(-0x7f7f7f7f7f7f7f80ll, -0x7f7f7f7f7f7f7f80ll, 0x0808080808080808ll, 0x0808080808080808ll);
+    __m256 acc[MATVEC_ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
         __m256i xv = load256(a->q + 32 * i);
-        __m256i x8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xv);
+        // -(8 * x) for the low half, -(128 * x) for the high half (whose quants carry the factor 16).
+        __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), offs, xv));
+        __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
-            __m128i raw = load128(b->qs);
-            __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
-            __m256i p = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xv), x8);
-            tail[r] = _mm256_mul_ps(_mm256_set1_ps(half_f16c(b->d) * a->d[i]), _mm256_cvtepi32_ps(p));
+            __m256i u = _mm256_and_si256(_mm256_broadcastsi128_si256(load128(b->qs)), mask);
+            __m256i p = _mm256_dpbusd_epi32(start, u, xv);
+            __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[r]);
         }
     }
-    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]) + hsum8(tail[r]);
+    const __m256 unscale = _mm256_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f);
+    for (int r = 0; r < R; r++) y[r] = hsum8(_mm256_mul_ps(acc[r], unscale));
 }
 ROWS_KERNEL(avx512_q4_0, q4_0_body)
 

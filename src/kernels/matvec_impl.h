@@ -24,6 +24,9 @@ static inline void matvec_k4_scales(const uint8_t *p, uint64_t *sc, uint64_t *mn
     *mn = (b & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
 }
 
+// fp16 bits -> f32, all 65536 values (built on first use, thread-safe).
+const float *matvec_f16_table(void);
+
 // Rows per pass in the vector kernels: independent accumulator chains, and activations loaded once per pass.
 #define MATVEC_ROWS 4
 

@@ -271,8 +271,11 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     int64_t half = c->rope_dim > 0 ? c->rope_dim / 2 : 1;
     s->rope_cos = xmalloc_array((size_t)half, sizeof(float));
     s->rope_sin = xmalloc_array((size_t)half, sizeof(float));
-    s->att_scratch = xmalloc_array((size_t)attention_cached_scratch_size(1, n_ctx - 1, H), sizeof(float));
-    matvec_act_init(&s->act);
+    // one scratch row block per thread: threads split the KV heads
+    size_t per = (size_t)attention_cached_scratch_size(1, n_ctx - 1, H);
+    s->att_scratch = xmalloc_array(per * (size_t)threadpool_size(pool), sizeof(float));
+    s->att_scratch_stride = per;
+    for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_init(&s->act[i]);
     return 0;
 }
 
@@ -290,7 +293,7 @@ void model_state_free(ModelState *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->att_scratch);
-    matvec_act_free(&s->act);
+    for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_free(&s->act[i]);
     memset(s, 0, sizeof *s);
 }
 
@@ -299,34 +302,90 @@ void model_state_reset(ModelState *s) { s->pos = 0; }
 // ---------------------------------------------------------------------------------------------------------------
 // forward
 
-typedef struct ProjJob {
+// Several products sharing one input x (q/k/v; gate/up): one pool run covers all their rows, so threads
+// synchronise once per group instead of once per matrix. x is quantized once per distinct weight type.
+typedef struct Proj {
     const Tensor *w;
-    size_t stride;
+    const float *bias; // or NULL
+    float *y;          // (rows of w)
+    size_t stride;     // bytes per row
     const MatvecAct *act;
-    float *y;
+} Proj;
+
+typedef struct ProjJob {
+    Proj *p;
+    int n;
+    int64_t total_rows;
 } ProjJob;
 
 static void proj_worker(void *ctx, int ith, int nth) {
     ProjJob *j = ctx;
     int64_t r0, r1;
-    threadpool_split(tensor_rows(j->w), ith, nth, &r0, &r1);
-    if (r1 > r0) matvec_rows((DType)j->w->type, j->w->data, j->stride, r0, r1, j->act, j->y);
+    threadpool_split(j->total_rows, ith, nth, &r0, &r1);
+    int64_t base = 0;
+    for (int i = 0; i < j->n && r0 < r1; i++) {
+        Proj *p = &j->p[i];
+        int64_t rows = tensor_rows(p->w), a = r0 - base, b = r1 - base;
+        if (a < 0) a = 0;
+        if (b > rows) b = rows;
+        if (a < b) matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, p->act, p->y);
+        base += rows;
+    }
 }
 
-// y (rows of W) = W x (+ bias), rows split over the pool.
-static int project(ModelState *s, const Tensor *w, const float *x, const float *bias, float *y, Err *e) {
-    size_t stride;
-    if (quant_row_bytes((DType)w->type, w->ne[0], &stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
-    if (matvec_act_prepare(&s->act, (DType)w->type, x, w->ne[0], e)) return err_prefix(e, "tensor '%s': ", w->name);
-    ProjJob j = {w, stride, &s->act, y};
-    // small products finish before a worker could wake up: run them on the calling thread
-    if ((size_t)tensor_rows(w) * stride < ((size_t)1 << 17)) proj_worker(&j, 0, 1);
-    else threadpool_run(s->pool, proj_worker, &j);
-    if (bias) {
-        int64_t n = tensor_rows(w);
-        for (int64_t i = 0; i < n; i++) y[i] += bias[i];
+static int project_many(ModelState *s, const float *x, Proj *p, int n, Err *e) {
+    int64_t total = 0;
+    size_t bytes = 0;
+    int n_acts = 0;
+    for (int i = 0; i < n; i++) {
+        const Tensor *w = p[i].w;
+        if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
+        p[i].act = NULL;
+        for (int k = 0; k < n_acts; k++)
+            if (s->act[k].wtype == (DType)w->type) p[i].act = &s->act[k];
+        if (!p[i].act) {
+            if (n_acts == MODEL_MAX_ACTS) return ERR(e, "too many weight types in one projection group");
+            if (matvec_act_prepare(&s->act[n_acts], (DType)w->type, x, w->ne[0], e)) return err_prefix(e, "tensor '%s': ", w->name);
+            p[i].act = &s->act[n_acts++];
+        }
+        total += tensor_rows(w);
+        bytes += (size_t)tensor_rows(w) * p[i].stride;
     }
+    ProjJob j = {p, n, total};
+    // small products finish before a worker could wake up: run them on the calling thread
+    if (bytes < ((size_t)1 << 17)) proj_worker(&j, 0, 1);
+    else threadpool_run(s->pool, proj_worker, &j);
+    for (int i = 0; i < n; i++)
+        if (p[i].bias) {
+            int64_t rows = tensor_rows(p[i].w);
+            for (int64_t r = 0; r < rows; r++) p[i].y[r] += p[i].bias[r];
+        }
     return 0;
+}
+
+static int project(ModelState *s, const Tensor *w, const float *x, const float *bias, float *y, Err *e) {
+    Proj p = {w, bias, y, 0, NULL};
+    return project_many(s, x, &p, 1, e);
+}
+
+// Attention of the current token, threads split the KV heads (each with its group of query heads).
+typedef struct AttJob {
+    ModelState *s;
+    const float *q;         // (H * hd)
+    const float *kc, *vc;   // this layer's cache: (Hkv, n_ctx, hd)
+    int64_t pos;
+} AttJob;
+
+static void att_worker(void *ctx, int ith, int nth) {
+    AttJob *j = ctx;
+    const ModelConfig *c = &j->s->m->cfg;
+    const int64_t G = c->n_head / c->n_head_kv, hd = c->head_dim, n_ctx = j->s->n_ctx;
+    int64_t g0, g1;
+    threadpool_split(c->n_head_kv, ith, nth, &g0, &g1);
+    float *scratch = j->s->att_scratch + (size_t)ith * j->s->att_scratch_stride;
+    for (int64_t g = g0; g < g1; g++)
+        attention_forward_cached(j->s->att_out + g * G * hd, j->q + g * G * hd, j->kc + g * n_ctx * hd,
+                                 j->vc + g * n_ctx * hd, 1, j->pos, G, 1, hd, c->sliding_window, scratch);
 }
 
 static void norm(const ModelConfig *c, float *out, const float *x, const float *w, const float *b) {
@@ -366,25 +425,32 @@ static int forward_token(ModelState *s, int32_t token, Err *e) {
         norm(c, s->xb, s->x, L->attn_norm, L->attn_norm_b);
         if (L->wqkv) {
             if (project(s, L->wqkv, s->xb, L->bqkv, s->qkv, e)) return -1;
-        } else if (project(s, L->wq, s->xb, L->bq, q, e) || project(s, L->wk, s->xb, L->bk, k, e) ||
-                   project(s, L->wv, s->xb, L->bv, v, e)) {
-            return -1;
+        } else {
+            Proj p[3] = {{L->wq, L->bq, q, 0, NULL}, {L->wk, L->bk, k, 0, NULL}, {L->wv, L->bv, v, 0, NULL}};
+            if (project_many(s, s->xb, p, 3, e)) return -1;
         }
         if (c->pos == POS_ROPE) {
             bool neox = c->rope_style == ROPE_STYLE_NEOX;
             rope_forward(q, q, s->rope_cos, s->rope_sin, 1, H, hd, c->rope_dim, neox);
             rope_forward(k, k, s->rope_cos, s->rope_sin, 1, Hkv, hd, c->rope_dim, neox);
         }
+        // cache layout per layer (Hkv, n_ctx, hd): each KV head's history is contiguous for its attention thread
         float *kc = s->k_cache + (size_t)l * (size_t)s->n_ctx * kv_row, *vc = s->v_cache + (size_t)l * (size_t)s->n_ctx * kv_row;
-        memcpy(kc + (size_t)pos * kv_row, k, kv_row * sizeof(float));
-        memcpy(vc + (size_t)pos * kv_row, v, kv_row * sizeof(float));
-        attention_forward_cached(s->att_out, q, kc, vc, 1, pos, H, Hkv, hd, c->sliding_window, s->att_scratch);
+        for (int64_t g = 0; g < Hkv; g++) {
+            memcpy(kc + ((size_t)g * (size_t)s->n_ctx + (size_t)pos) * (size_t)hd, k + g * hd, (size_t)hd * sizeof(float));
+            memcpy(vc + ((size_t)g * (size_t)s->n_ctx + (size_t)pos) * (size_t)hd, v + g * hd, (size_t)hd * sizeof(float));
+        }
+        AttJob aj = {s, q, kc, vc, pos};
+        // short histories are cheaper than a thread wake-up
+        if ((pos + 1) * H * hd < 16384) att_worker(&aj, 0, 1);
+        else threadpool_run(s->pool, att_worker, &aj);
         if (project(s, L->wo, s->att_out, L->bo, s->tmp, e)) return -1;
         for (int64_t i = 0; i < C; i++) s->x[i] += s->tmp[i];
         norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
         const int64_t F = c->n_ff;
         if (c->mlp == MLP_GATED) {
-            if (project(s, L->w_gate, s->xb, L->b_gate, s->hb, e) || project(s, L->w_up, s->xb, L->b_up, s->hb2, e)) return -1;
+            Proj p[2] = {{L->w_gate, L->b_gate, s->hb, 0, NULL}, {L->w_up, L->b_up, s->hb2, 0, NULL}};
+            if (project_many(s, s->xb, p, 2, e)) return -1;
             if (c->act == ACT_SILU) swiglu_forward(s->hb, s->hb, s->hb2, F);
             else {
                 activate(c->act, s->hb, s->hb, F);
@@ -408,4 +474,10 @@ int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e) {
     const Model *m = s->m;
     norm(&m->cfg, s->xb, s->x, m->output_norm, m->output_norm_b);
     return project(s, m->output, s->xb, NULL, s->logits, e);
+}
+
+int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e) {
+    for (int64_t i = 0; i < n; i++)
+        if (model_forward(states[i], &tokens[i], 1, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
+    return 0;
 }

@@ -55,12 +55,14 @@ void model_free(Model *m);
 // Bytes of weights read per generated token (every matrix once), for bandwidth figures.
 size_t model_weight_bytes(const Model *m);
 
+#define MODEL_MAX_ACTS 4
+
 typedef struct ModelState {
     const Model *m;
     int64_t n_ctx;     // KV cache length
     int64_t pos;       // tokens already in the cache
-    float *k_cache;    // (n_layer, n_ctx, Hkv * hd)
-    float *v_cache;    // (n_layer, n_ctx, Hkv * hd)
+    float *k_cache;    // (n_layer, Hkv, n_ctx, hd)
+    float *v_cache;    // (n_layer, Hkv, n_ctx, hd)
     float *x;          // (C) residual stream
     float *xb;         // (C) normed input of a sub-block
     float *qkv;        // (H*hd + 2*Hkv*hd) q, k, v of the current token
@@ -69,8 +71,9 @@ typedef struct ModelState {
     float *tmp;        // (max(C, F, H*hd)) projection output
     float *logits;     // (V)
     float *rope_cos, *rope_sin; // (rope_dim / 2) for the current position
-    float *att_scratch;         // (H, n_ctx) attention scores
-    MatvecAct act;
+    float *att_scratch;         // (threads, scratch per thread) attention scores
+    MatvecAct act[MODEL_MAX_ACTS]; // the current input quantized for each weight type in use
+    size_t att_scratch_stride;      // floats of att_scratch per thread
     ThreadPool *pool;  // borrowed; NULL = single-threaded
 } ModelState;
 
@@ -81,5 +84,11 @@ void model_state_reset(ModelState *s); // forget the sequence (pos = 0)
 
 // Feed tokens at the current position; after the call s->logits holds the logits of the last token (V).
 int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e);
+
+// One decoding step for several independent sequences (the server's slots): state i takes token tokens[i]; after the
+// call states[i]->logits holds its next-token logits. Each state's result is identical to model_forward on it alone.
+// (Today the states are stepped one after another; sharing each weight read across the batch is the planned speed-up,
+// behind this same call.)
+int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e);
 
 #endif

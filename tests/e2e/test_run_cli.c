@@ -1,5 +1,6 @@
 // test_run_cli.c — `lossy run` end to end: greedy generation of stories260K equals llama2.c's reference output,
 // a fixed seed reproduces, and bad models/flags give clear errors.
+#include <jansson.h>
 #include <stdlib.h>
 
 #include "test.h"
@@ -74,6 +75,26 @@ TEST(run_errors_are_clear) {
     err.len = 0;
     CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", bad, NULL), 1);
     CHECK(err.data && str_starts_with(err.data, "lossy: error: "));
+    buf_free(&out);
+    buf_free(&err);
+}
+
+// `lossy bench` runs end to end and reports sane fields (its speed is recorded in bench/RESULTS.md, not tested).
+TEST(bench_reports_json) {
+    Buf out, err;
+    buf_init(&out);
+    buf_init(&err);
+    int rc = run_lossy(NULL, &out, &err, "bench", "models/stories260K.gguf", "-p", "8", "-n", "8", "-r", "1", "--bandwidth", "10", "--json", NULL);
+    REQUIREF(rc == 0, "%s", err.data ? err.data : "");
+    json_t *j = json_loads(out.data, 0, NULL);
+    REQUIRE(j);
+    CHECK(json_real_value(json_object_get(j, "pp_tok_s")) > 0);
+    CHECK(json_real_value(json_object_get(j, "tg_tok_s")) > 0);
+    // all tensors but the (untied) token embedding, of which one row is read per token
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "weight_bytes")), 1171200 - 512 * 64 * 4);
+    json_decref(j);
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "bench", NULL), 2);
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "bench", "models/stories260K.gguf", "--machine", NULL), 2);
     buf_free(&out);
     buf_free(&err);
 }

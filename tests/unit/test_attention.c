@@ -47,7 +47,23 @@ static double attn_loss(void *ctx) {
     return ops_weighted_sum(c->out, c->r, c->B * c->T * c->H * c->D);
 }
 
-static void check_attention(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t D, int64_t window) {
+// Compare the entries i % step == 0 of an accumulated gradient with finite differences of the reference.
+static void check_grad_sampled(const char *what, const float *got, const float *base, double *p, int64_t n,
+                               int64_t step, AttnCtx *c) {
+    int64_t m = (n + step - 1) / step;
+    double *g = xmalloc_array(m, sizeof(double));
+    float *gs = xmalloc_array(m, sizeof(float)), *bs = xmalloc_array(m, sizeof(float));
+    for (int64_t j = 0; j < m; j++) {
+        ops_fd_grad(g + j, p + j * step, 1, attn_loss, c);
+        gs[j] = got[j * step];
+        bs[j] = base[j * step];
+    }
+    OPS_CHECK_CLOSE(what, gs, bs, g, m, 1e-5);
+    free(g), free(gs), free(bs);
+}
+
+// fd_step: finite differences on every fd_step-th element (1 = all) — long sequences have many inputs.
+static void check_attention(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t D, int64_t window, int64_t fd_step) {
     int64_t nq = B * T * H * D, nk = B * T * KV * D;
     float *q = ops_rand_new(nq, 1.5f), *k = ops_rand_new(nk, 1.5f), *v = ops_rand_new(nk, 1.0f);
     float *r = ops_rand_new(nq, 1.0f);
@@ -57,6 +73,7 @@ static void check_attention(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t
     attention_forward(out, att, q, k, v, B, T, H, KV, D, window);
     ref_attention(&c);
     OPS_CHECK_CLOSE("attention forward", out, NULL, c.out, nq, 1e-6);
+    double *want = ops_to_double(out, nq); // the batched result, for the cached path below
     float *out2 = xmalloc_array(nq, sizeof(float)); // without keeping probabilities: same numbers
     attention_forward(out2, NULL, q, k, v, B, T, H, KV, D, window);
     CHECK(memcmp(out, out2, (size_t)nq * sizeof(float)) == 0);
@@ -64,48 +81,50 @@ static void check_attention(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t
     float *dq = ops_rand_new(nq, 1.0f), *dk = ops_rand_new(nk, 1.0f), *dv = ops_rand_new(nk, 1.0f);
     float *dq0 = ops_copy(dq, nq), *dk0 = ops_copy(dk, nk), *dv0 = ops_copy(dv, nk);
     attention_backward(dq, dk, dv, r, q, k, v, att, B, T, H, KV, D, window);
-    double *g = xmalloc_array(nq, sizeof(double));
-    ops_fd_grad(g, c.q, nq, attn_loss, &c);
-    OPS_CHECK_CLOSE("attention dq", dq, dq0, g, nq, 1e-5);
-    ops_fd_grad(g, c.k, nk, attn_loss, &c);
-    OPS_CHECK_CLOSE("attention dk", dk, dk0, g, nk, 1e-5);
-    ops_fd_grad(g, c.v, nk, attn_loss, &c);
-    OPS_CHECK_CLOSE("attention dv", dv, dv0, g, nk, 1e-5);
+    check_grad_sampled("attention dq", dq, dq0, c.q, nq, fd_step, &c);
+    check_grad_sampled("attention dk", dk, dk0, c.k, nk, fd_step, &c);
+    check_grad_sampled("attention dv", dv, dv0, c.v, nk, fd_step, &c);
+    // Gradients requested one at a time are the same numbers.
+    float *dv2 = ops_copy(dv0, nk);
+    attention_backward(NULL, NULL, dv2, r, q, k, v, att, B, T, H, KV, D, window);
+    CHECK(memcmp(dv2, dv, (size_t)nk * sizeof(float)) == 0);
 
     // KV-cache inference: per sequence, keys/values enter the cache as their tokens arrive (later rows are NaN, so
-    // reading ahead would show), queries come one token at a time, then in chunks of 3.
-    int64_t n_ctx = T + 3, row = KV * D;
+    // reading ahead would show), queries come one token at a time (the per-query path), then in chunks of 5 (the
+    // blocked GEMM path at pos0 > 0).
+    int64_t n_ctx = T + 5, row = KV * D;
     float *kc = xmalloc_array(n_ctx * row, sizeof(float)), *vc = xmalloc_array(n_ctx * row, sizeof(float));
-    float *o1 = xmalloc_array(H * D * 3, sizeof(float));
-    float *scratch = xmalloc_array(attention_cached_scratch_size(3, T, H), sizeof(float));
-    for (int64_t chunk = 1; chunk <= 3; chunk += 2) {
+    float *o1 = xmalloc_array(nq, sizeof(float));
+    float *scratch = xmalloc_array(attention_cached_scratch_size(5, T, H), sizeof(float));
+    for (int64_t chunk = 1; chunk <= 5; chunk += 4) {
         for (int64_t b = 0; b < B; b++) {
             for (int64_t i = 0; i < n_ctx * row; i++) kc[i] = vc[i] = NAN;
             for (int64_t t0 = 0; t0 < T; t0 += chunk) {
                 int64_t n = t0 + chunk <= T ? chunk : T - t0;
                 memcpy(kc + t0 * row, k + (b * T + t0) * row, (size_t)(n * row) * sizeof(float));
                 memcpy(vc + t0 * row, v + (b * T + t0) * row, (size_t)(n * row) * sizeof(float));
-                attention_forward_cached(o1, q + (b * T + t0) * H * D, kc, vc, n, t0, H, KV, D, window,
-                                         chunk == 1 ? NULL : scratch);
-                CHECKF(memcmp(o1, out + (b * T + t0) * H * D, (size_t)(n * H * D) * sizeof(float)) == 0,
-                       "cached attention (chunk %lld) differs from the batched forward at b=%lld t=%lld",
-                       (long long)chunk, (long long)b, (long long)t0);
+                attention_forward_cached(o1 + (b * T + t0) * H * D, q + (b * T + t0) * H * D, kc, vc, n, t0, H, KV, D,
+                                         window, chunk == 1 ? NULL : scratch);
             }
         }
+        OPS_CHECK_CLOSE(chunk == 1 ? "cached attention, token by token" : "cached attention, chunks of 5", o1, NULL,
+                        want, nq, 1e-6);
     }
     free(q), free(k), free(v), free(r), free(out), free(att), free(out2), free(dq), free(dk), free(dv), free(dq0);
-    free(dk0), free(dv0), free(g), free(kc), free(vc), free(o1), free(scratch);
+    free(dk0), free(dv0), free(dv2), free(want), free(kc), free(vc), free(o1), free(scratch);
     free(c.q), free(c.k), free(c.v), free(c.out);
 }
 
 TEST(ops_attention_gqa_forward_backward_cache) {
-    check_attention(2, 7, 4, 2, 5, 0); // grouped-query, odd head_dim
-    check_attention(1, 6, 3, 3, 4, 0); // plain multi-head
-    check_attention(2, 5, 4, 1, 3, 0); // multi-query
-    check_attention(1, 9, 2, 1, 19, 0); // head_dim above the 16-wide dot unroll
+    check_attention(2, 7, 4, 2, 5, 0, 1);   // grouped-query, odd head_dim
+    check_attention(1, 6, 3, 3, 4, 0, 1);   // plain multi-head
+    check_attention(2, 5, 4, 1, 3, 0, 1);   // multi-query
+    check_attention(1, 9, 2, 1, 19, 0, 1);  // head_dim above the 16-wide dot unroll
+    check_attention(1, 70, 2, 1, 8, 0, 7);  // more rows than one query block (64)
 }
 
 TEST(ops_attention_sliding_window) {
-    check_attention(2, 8, 4, 2, 5, 3);
-    check_attention(1, 6, 2, 2, 4, 1); // each token sees only itself
+    check_attention(2, 8, 4, 2, 5, 3, 1);
+    check_attention(1, 6, 2, 2, 4, 1, 1);   // each token sees only itself
+    check_attention(1, 70, 2, 2, 4, 20, 5); // the second query block starts past the window
 }

@@ -616,7 +616,6 @@ TEST(tokloader_spm_bad_input) {
     SPM_ERR((o.extra_piece = "", o.extra_type = 1), "no text");
 
     CHECK_ERR(tokenizer_parse_spm_model((const uint8_t *)"", 0, "empty.model", &t_, &e), e, "empty");
-    // hand-made wire-level damage
     // wire-level damage, each with the words its message must contain
     static const struct { const char *bytes; size_t n; const char *needle; } exact[] = {
         {"\x0a", 1, "truncated"},
@@ -821,7 +820,7 @@ TEST(tokloader_llama2c_small_and_bad) {
     L2_ERR(buf_append(&b, &big, 4), "max_token_length");
     L2_ERR(buf_append(&b, &eight, 4), "no tokens");
     L2_ERR((buf_append(&b, &eight, 4), l2_record(&b, 0, "a", -1)), "length -1");
-    L2_ERR((buf_append(&b, &eight, 4), l2_record(&b, 0, "a", 9)), "length 9");
+    L2_ERR((buf_append(&b, &eight, 4), l2_record(&b, 0, "abcdefghi", 9)), "length 9");
     L2_ERR((buf_append(&b, &eight, 4), l2_record(&b, 0, "abc", 3), buf_append(&b, "\0\0\0\0\x05\0\0\0ab", 10)),
            "run past the end");
     L2_ERR((buf_append(&b, &eight, 4), l2_record(&b, 0, "abc", 3), buf_append(&b, "\0\0", 2)), "truncated record");

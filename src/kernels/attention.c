@@ -83,81 +83,92 @@ static void attend_block(float *out, int64_t o_stride, // row r at out + r * o_s
                 false);
 }
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int64_t B, int64_t T,
-                       int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window) {
+void attention_forward_range(float *out, float *att, const float *q, const float *k, const float *v, int64_t B,
+                             int64_t T, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window,
+                             int64_t job0, int64_t job1) {
+    (void)B;
     int64_t group = n_head / n_kv_head, kv_stride = n_kv_head * head_dim, q_stride = n_head * head_dim;
     float scale = attn_scale(head_dim);
     // (ATT_ROW_BLOCK, T) score block when the probabilities are not kept
     float *block = att ? NULL : xmalloc_array((size_t)(min64(T, ATT_ROW_BLOCK) * T), sizeof(float));
-    // Split point for threads: the (b, h) pairs are independent (each needs its own block when att is NULL).
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t h = 0; h < n_head; h++) {
-            int64_t kvh = h / group;
-            const float *k0 = k + (b * T * n_kv_head + kvh) * head_dim;
-            const float *v0 = v + (b * T * n_kv_head + kvh) * head_dim;
-            for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
-                int64_t rows = min64(ATT_ROW_BLOCK, T - r0);
-                float *P = att ? att + ((b * n_head + h) * T + r0) * T : block; // (rows, T)
-                attend_block(out + ((b * T + r0) * n_head + h) * head_dim, q_stride, P, T,
-                             q + ((b * T + r0) * n_head + h) * head_dim, q_stride, k0, v0, kv_stride, rows, r0,
-                             head_dim, window, scale);
-            }
+    for (int64_t job = job0; job < job1; job++) {
+        int64_t b = job / n_head, h = job % n_head, kvh = h / group;
+        const float *k0 = k + (b * T * n_kv_head + kvh) * head_dim;
+        const float *v0 = v + (b * T * n_kv_head + kvh) * head_dim;
+        for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+            int64_t rows = min64(ATT_ROW_BLOCK, T - r0);
+            float *P = att ? att + ((b * n_head + h) * T + r0) * T : block; // (rows, T)
+            attend_block(out + ((b * T + r0) * n_head + h) * head_dim, q_stride, P, T,
+                         q + ((b * T + r0) * n_head + h) * head_dim, q_stride, k0, v0, kv_stride, rows, r0, head_dim,
+                         window, scale);
         }
     }
     free(block);
 }
 
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int64_t B, int64_t T,
+                       int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window) {
+    attention_forward_range(out, att, q, k, v, B, T, n_head, n_kv_head, head_dim, window, 0, B * n_head);
+}
+
 // For a block of query rows with probabilities P and upstream gradients dO:
 //   dP = dO V^T;  dS = P * (dP - rowsum(P * dP)) * scale  (the softmax backward, masked entries 0);
 //   dQ += dS K;  dK += dS^T Q;  dV += P^T dO.
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                        const float *v, const float *att, int64_t B, int64_t T, int64_t n_head, int64_t n_kv_head,
-                        int64_t head_dim, int64_t window) {
+void attention_backward_range(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, const float *att, int64_t B, int64_t T, int64_t n_head,
+                              int64_t n_kv_head, int64_t head_dim, int64_t window, int64_t job0, int64_t job1) {
+    (void)B;
     if (!dq && !dk && !dv) return;
     int64_t group = n_head / n_kv_head, kv_stride = n_kv_head * head_dim, q_stride = n_head * head_dim;
     float scale = attn_scale(head_dim);
     float *dS = xmalloc_array((size_t)(min64(T, ATT_ROW_BLOCK) * T), sizeof(float)); // (rows, T)
-    // Split point for threads: a (b, kvh) group writes only its own dk/dv rows and its heads' dq rows.
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t kvh = 0; kvh < n_kv_head; kvh++) {
-            const float *k0 = k + (b * T * n_kv_head + kvh) * head_dim;
-            const float *v0 = v + (b * T * n_kv_head + kvh) * head_dim;
-            float *dk0 = dk ? dk + (b * T * n_kv_head + kvh) * head_dim : NULL;
-            float *dv0 = dv ? dv + (b * T * n_kv_head + kvh) * head_dim : NULL;
-            for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-                for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
-                    int64_t rows = min64(ATT_ROW_BLOCK, T - r0), pos_last = r0 + rows - 1;
-                    int64_t lo_min = window_start(r0, window), n_keys = pos_last + 1 - lo_min;
-                    const float *P = att + ((b * n_head + h) * T + r0) * T;           // (rows, T)
-                    const float *gO = dout + ((b * T + r0) * n_head + h) * head_dim;  // row stride q_stride
-                    const float *qr = q + ((b * T + r0) * n_head + h) * head_dim;     // row stride q_stride
-                    if (dv0) // dV[lo_min..] += P^T dO: op(A) element (s, r) = P[r * T + s]
-                        matmul_gemm(n_keys, head_dim, rows, P + lo_min, 1, T, gO, q_stride, 1,
-                                    dv0 + lo_min * kv_stride, kv_stride, true);
-                    if (!dq && !dk0) continue;
-                    // dP (rows, n_keys) = dO V^T, into the dS buffer
-                    matmul_gemm(rows, n_keys, head_dim, gO, q_stride, 1, v0 + lo_min * kv_stride, 1, kv_stride,
-                                dS + lo_min, T, false);
-                    for (int64_t r = 0; r < rows; r++) {
-                        int64_t t = r0 + r, lo = window_start(t, window);
-                        const float *p = P + r * T;
-                        float *d = dS + r * T;
-                        float dsum = dot_f32(p + lo, d + lo, t - lo + 1);
-                        for (int64_t s = lo; s <= t; s++) d[s] = p[s] * (d[s] - dsum) * scale;
-                        for (int64_t s = lo_min; s < lo; s++) d[s] = 0.0f;
-                        for (int64_t s = t + 1; s <= pos_last; s++) d[s] = 0.0f;
-                    }
-                    if (dq) // dQ rows += dS K[lo_min..]
-                        matmul_gemm(rows, head_dim, n_keys, dS + lo_min, T, 1, k0 + lo_min * kv_stride, kv_stride, 1,
-                                    dq + ((b * T + r0) * n_head + h) * head_dim, q_stride, true);
-                    if (dk0) // dK[lo_min..] += dS^T Q rows
-                        matmul_gemm(n_keys, head_dim, rows, dS + lo_min, 1, T, qr, q_stride, 1,
-                                    dk0 + lo_min * kv_stride, kv_stride, true);
+    // A (b, kvh) job writes only its own dk/dv rows and its heads' dq rows.
+    for (int64_t job = job0; job < job1; job++) {
+        int64_t b = job / n_kv_head, kvh = job % n_kv_head;
+        const float *k0 = k + (b * T * n_kv_head + kvh) * head_dim;
+        const float *v0 = v + (b * T * n_kv_head + kvh) * head_dim;
+        float *dk0 = dk ? dk + (b * T * n_kv_head + kvh) * head_dim : NULL;
+        float *dv0 = dv ? dv + (b * T * n_kv_head + kvh) * head_dim : NULL;
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+            for (int64_t r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
+                int64_t rows = min64(ATT_ROW_BLOCK, T - r0), pos_last = r0 + rows - 1;
+                int64_t lo_min = window_start(r0, window), n_keys = pos_last + 1 - lo_min;
+                const float *P = att + ((b * n_head + h) * T + r0) * T;           // (rows, T)
+                const float *gO = dout + ((b * T + r0) * n_head + h) * head_dim;  // row stride q_stride
+                const float *qr = q + ((b * T + r0) * n_head + h) * head_dim;     // row stride q_stride
+                if (dv0) // dV[lo_min..] += P^T dO: op(A) element (s, r) = P[r * T + s]
+                    matmul_gemm(n_keys, head_dim, rows, P + lo_min, 1, T, gO, q_stride, 1,
+                                dv0 + lo_min * kv_stride, kv_stride, true);
+                if (!dq && !dk0) continue;
+                // dP (rows, n_keys) = dO V^T, into the dS buffer
+                matmul_gemm(rows, n_keys, head_dim, gO, q_stride, 1, v0 + lo_min * kv_stride, 1, kv_stride,
+                            dS + lo_min, T, false);
+                for (int64_t r = 0; r < rows; r++) {
+                    int64_t t = r0 + r, lo = window_start(t, window);
+                    const float *p = P + r * T;
+                    float *d = dS + r * T;
+                    float dsum = dot_f32(p + lo, d + lo, t - lo + 1);
+                    for (int64_t s = lo; s <= t; s++) d[s] = p[s] * (d[s] - dsum) * scale;
+                    for (int64_t s = lo_min; s < lo; s++) d[s] = 0.0f;
+                    for (int64_t s = t + 1; s <= pos_last; s++) d[s] = 0.0f;
                 }
+                if (dq) // dQ rows += dS K[lo_min..]
+                    matmul_gemm(rows, head_dim, n_keys, dS + lo_min, T, 1, k0 + lo_min * kv_stride, kv_stride, 1,
+                                dq + ((b * T + r0) * n_head + h) * head_dim, q_stride, true);
+                if (dk0) // dK[lo_min..] += dS^T Q rows
+                    matmul_gemm(n_keys, head_dim, rows, dS + lo_min, 1, T, qr, q_stride, 1,
+                                dk0 + lo_min * kv_stride, kv_stride, true);
             }
         }
     }
     free(dS);
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, const float *att, int64_t B, int64_t T, int64_t n_head, int64_t n_kv_head,
+                        int64_t head_dim, int64_t window) {
+    attention_backward_range(dq, dk, dv, dout, q, k, v, att, B, T, n_head, n_kv_head, head_dim, window, 0,
+                             B * n_kv_head);
 }
 
 // ---- decoding: one query at a time ----

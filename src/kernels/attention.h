@@ -14,8 +14,9 @@
 // one query at a time (dot products); a prompt chunk goes through the same blocked GEMM path as training. The two
 // agree to float rounding (about 1e-7 relative), not bit for bit.
 //
-// Threading: the work is a loop over independent (batch, head) pairs in the forward and (batch, kv head) groups in
-// the backward (a group owns its dk/dv rows); a thread pool can split those loops without locks.
+// Threading: the work is a loop over independent jobs — (batch, head) pairs b * n_head + h in the forward, and
+// (batch, kv head) groups b * n_kv_head + kvh in the backward (a group owns its dk/dv rows). The *_range variants
+// run jobs [job0, job1) only, so a thread pool splits them without locks (each call allocates its own scratch).
 #ifndef LOSSY_KERNELS_ATTENTION_H
 #define LOSSY_KERNELS_ATTENTION_H
 
@@ -29,6 +30,11 @@ void attention_forward(float *out,     // (B, T, n_head, head_dim)
                        const float *v, // (B, T, n_kv_head, head_dim)
                        int64_t B, int64_t T, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window);
 
+// Jobs [job0, job1) of attention_forward, out of B * n_head.
+void attention_forward_range(float *out, float *att, const float *q, const float *k, const float *v, int64_t B,
+                             int64_t T, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window,
+                             int64_t job0, int64_t job1);
+
 // Accumulates (+=) into dq, dk and dv; any of them may be NULL to skip it.
 void attention_backward(float *dq,         // (B, T, n_head, head_dim) +=
                         float *dk,         // (B, T, n_kv_head, head_dim) +=
@@ -39,6 +45,11 @@ void attention_backward(float *dq,         // (B, T, n_head, head_dim) +=
                         const float *v,    // (B, T, n_kv_head, head_dim)
                         const float *att,  // (B, n_head, T, T) from attention_forward
                         int64_t B, int64_t T, int64_t n_head, int64_t n_kv_head, int64_t head_dim, int64_t window);
+
+// Jobs [job0, job1) of attention_backward, out of B * n_kv_head.
+void attention_backward_range(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, const float *att, int64_t B, int64_t T, int64_t n_head,
+                              int64_t n_kv_head, int64_t head_dim, int64_t window, int64_t job0, int64_t job1);
 
 // Floats of scratch attention_forward_cached needs: min(n_tok, 64) * (pos0 + n_tok).
 int64_t attention_cached_scratch_size(int64_t n_tok, int64_t pos0, int64_t n_head);

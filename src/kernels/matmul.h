@@ -32,6 +32,10 @@ void matmul_backward(float *dx,       // (N, IN) +=, or NULL
 // The general product: C = op(A) op(B) (+ C when accumulate), with op(A) (M, K) element (i, k) at
 // A[i * rsa + k * csa] and op(B) (K, N) element (k, j) at B[k * rsb + j * csb]; C (M, N) with row stride ldc.
 // Transposes are expressed by swapping the strides. C must not overlap A or B.
+// Rounding contract (matmul_mt.c relies on it): each C element is the same sequence of float operations whatever
+// M, N, the element's position in a tile or a sub-block of C being computed on its own — K is cut at fixed
+// multiples of the kernel's KC, each piece is one chain of multiply-adds in k order, and pieces are added to C in
+// order. Only the ISA (fixed per process unless forced) changes the result.
 void matmul_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa, const float *B,
                  int64_t rsb, int64_t csb, float *C, int64_t ldc, bool accumulate);
 

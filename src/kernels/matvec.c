@@ -130,7 +130,6 @@ int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e)
 
 // ---- scalar kernels ----
 
-static inline float half_at(const uint8_t *p) { return fp16_to_fp32(load_u16le(p)); }
 static inline float f32_at(const uint8_t *p) {
     float v;
     memcpy(&v, p, 4);
@@ -182,6 +181,13 @@ static void scalar_f16(const uint8_t *w, size_t stride, int64_t nrows, const Mat
     }
 }
 
+static inline float bf16_at(const uint8_t *p) {
+    uint32_t u = (uint32_t)load_u16le(p) << 16;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
 static void scalar_bf16(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
     const float *x = a->x;
     for (int64_t r = 0; r < nrows; r++) {
@@ -189,17 +195,22 @@ static void scalar_bf16(const uint8_t *w, size_t stride, int64_t nrows, const Ma
         float acc[8] = {0};
         int64_t i = 0;
         for (; i + 8 <= a->n; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += bf16_to_fp32(load_u16le(row + 2 * (i + k))) * x[i + k];
+            for (int k = 0; k < 8; k++) acc[k] += bf16_at(row + 2 * (i + k)) * x[i + k];
         float s = 0;
-        for (; i < a->n; i++) s += bf16_to_fp32(load_u16le(row + 2 * i)) * x[i];
+        for (; i < a->n; i++) s += bf16_at(row + 2 * i) * x[i];
         for (int k = 0; k < 8; k++) s += acc[k];
         y[r] = s;
     }
 }
 
 // Any dequantizable type: decode one block at a time onto the stack and dot in float.
-static void scalar_generic(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
-    const DTypeInfo *info = dtype_info((uint32_t)a->wtype);
+static void scalar_generic(DType t, const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const DTypeInfo *info = dtype_info((uint32_t)t);
+    if (!info || !quant_can_dequantize(t) || a->n % info->block_size != 0) {
+        // misuse (unsupported type, an act of another length): no answer rather than a wrong one
+        for (int64_t r = 0; r < nrows; r++) y[r] = NAN;
+        return;
+    }
     const int64_t bsz = info->block_size;
     // Scalar types are decoded 64 elements at a time.
     const int64_t chunk = bsz == 1 ? 64 : bsz;
@@ -209,7 +220,7 @@ static void scalar_generic(const uint8_t *w, size_t stride, int64_t nrows, const
         float s = 0;
         for (int64_t i = 0; i < a->n; i += chunk) {
             int64_t len = a->n - i < chunk ? a->n - i : chunk;
-            quant_dequantize_row(a->wtype, row + (size_t)(i / bsz) * info->type_size, buf, len, NULL);
+            quant_dequantize_row(t, row + (size_t)(i / bsz) * info->type_size, buf, len, NULL);
             float part = 0;
             for (int64_t k = 0; k < len; k++) part += buf[k] * a->x[i + k];
             s += part;
@@ -219,6 +230,7 @@ static void scalar_generic(const uint8_t *w, size_t stride, int64_t nrows, const
 }
 
 static void scalar_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const int64_t nb = a->n / 32;
     for (int64_t r = 0; r < nrows; r++) {
         const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride);
@@ -227,13 +239,14 @@ static void scalar_q8_0(const uint8_t *w, size_t stride, int64_t nrows, const Ma
             const int8_t *xq = a->q + 32 * i;
             int sumi = 0;
             for (int j = 0; j < 32; j++) sumi += b[i].qs[j] * xq[j];
-            s += (float)sumi * (half_at(b[i].d) * a->d[i]);
+            s += (float)sumi * (tab[load_u16le(b[i].d)] * a->d[i]);
         }
         y[r] = s;
     }
 }
 
 static void scalar_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const int64_t nb = a->n / 32;
     for (int64_t r = 0; r < nrows; r++) {
         const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride);
@@ -243,7 +256,7 @@ static void scalar_q4_0(const uint8_t *w, size_t stride, int64_t nrows, const Ma
             int sumi = 0;
             for (int j = 0; j < 16; j++)
                 sumi += ((b[i].qs[j] & 15) - 8) * xq[j] + ((b[i].qs[j] >> 4) - 8) * xq[j + 16];
-            s += (float)sumi * (half_at(b[i].d) * a->d[i]);
+            s += (float)sumi * (tab[load_u16le(b[i].d)] * a->d[i]);
         }
         y[r] = s;
     }
@@ -276,30 +289,33 @@ static float dot_k4_block(float d, float dmin, const uint8_t scales[12], const u
 }
 
 static void scalar_q4_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const int64_t nb = a->n / 256;
     for (int64_t r = 0; r < nrows; r++) {
         const BlockQ4_K *b = (const BlockQ4_K *)(w + (size_t)r * stride);
         float s = 0;
         for (int64_t i = 0; i < nb; i++)
-            s += dot_k4_block(half_at(b[i].d), half_at(b[i].dmin), b[i].scales, b[i].qs, NULL, a->q + 256 * i,
+            s += dot_k4_block(tab[load_u16le(b[i].d)], tab[load_u16le(b[i].dmin)], b[i].scales, b[i].qs, NULL, a->q + 256 * i,
                               a->s32 + 8 * i, a->d[i]);
         y[r] = s;
     }
 }
 
 static void scalar_q5_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const int64_t nb = a->n / 256;
     for (int64_t r = 0; r < nrows; r++) {
         const BlockQ5_K *b = (const BlockQ5_K *)(w + (size_t)r * stride);
         float s = 0;
         for (int64_t i = 0; i < nb; i++)
-            s += dot_k4_block(half_at(b[i].d), half_at(b[i].dmin), b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i,
+            s += dot_k4_block(tab[load_u16le(b[i].d)], tab[load_u16le(b[i].dmin)], b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i,
                               a->s32 + 8 * i, a->d[i]);
         y[r] = s;
     }
 }
 
 static void scalar_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
     const int64_t nb = a->n / 256;
     for (int64_t r = 0; r < nrows; r++) {
         const BlockQ6_K *b = (const BlockQ6_K *)(w + (size_t)r * stride);
@@ -320,7 +336,7 @@ static void scalar_q6_k(const uint8_t *w, size_t stride, int64_t nrows, const Ma
             }
             int sumi = 0;
             for (int k = 0; k < 16; k++) sumi += b[i].scales[k] * (dots[k] - 32 * a->s16[16 * i + k]);
-            s += half_at(b[i].d) * a->d[i] * (float)sumi;
+            s += tab[load_u16le(b[i].d)] * a->d[i] * (float)sumi;
         }
         y[r] = s;
     }
@@ -361,11 +377,18 @@ static const MatvecKernels *kernels_for(KernelPath p) {
     return &g_tables[p];
 }
 
+bool matvec_act_fits(const MatvecAct *a, DType t) {
+    if (!matvec_supports(t) || a->x == NULL) return false;
+    int bs = act_block(t);
+    return a->n % dtype_info((uint32_t)t)->block_size == 0 && (bs == 0 || bs == a->bs);
+}
+
 void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y) {
     if (r1 <= r0) return;
+    const uint8_t *w0 = (const uint8_t *)w + (size_t)r0 * row_stride;
     MatvecRowsFn fn = kernels_for(matvec_current_path())->fn[t];
-    if (!fn) fn = scalar_generic;
-    fn((const uint8_t *)w + (size_t)r0 * row_stride, row_stride, r1 - r0, a, y + r0);
+    if (fn && act_block(t) == a->bs) fn(w0, row_stride, r1 - r0, a, y + r0);
+    else scalar_generic(t, w0, row_stride, r1 - r0, a, y + r0); // also the safe answer for an act of another kind
 }
 
 int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,

@@ -50,8 +50,14 @@ void matvec_act_init(MatvecAct *a);
 void matvec_act_free(MatvecAct *a);
 // Prepare x (n = cols) for products with weights of type t. Fails for unsupported t or n not a whole number of blocks.
 int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e);
+// Whether an act prepared (for any type) can serve weights of type t: float and generic types use x itself, Q8_0 and
+// Q4_0 share 32-element activation blocks, Q4_K/Q5_K/Q6_K share 256-element ones. One x multiplied by several
+// matrices (q, k, v; gate, up) is prepared once. n must also match. An act that does not fit still gives the right
+// answer in matvec_rows, through the slow generic float kernel.
+bool matvec_act_fits(const MatvecAct *a, DType t);
 
-// y[r] = dot(row r of W, x) for r in [r0, r1). w points at row 0; y is indexed by absolute row.
+// y[r] = dot(row r of W, x) for r in [r0, r1). w points at row 0; y is indexed by absolute row. Each row's result
+// is the same bits however the rows are split into ranges (so it does not depend on the thread count).
 void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
 
 // The whole product, one thread. scratch may be NULL (then a temporary is allocated).

@@ -4,7 +4,9 @@
 // Integer kernels follow the shape every x86 int8 dot product takes: maddubs multiplies unsigned weight quants by
 // signed activation quants and adds pairs into int16 (bounded: 2 * 63 * 127 < 32767 for quants up to 6 bits; Q8_0
 // makes the weight unsigned by moving its sign onto the activation), madd widens to int32 (optionally multiplying by
-// per-sub-block scales), and each block's int32 lanes are scaled once in float.
+// per-sub-block scales), and each block's int32 lanes are scaled once in float. The float and 32-block kernels run
+// MATVEC_ROWS rows per pass (independent accumulators; each activation vector loaded once per pass); block scales
+// are broadcast from the fp16 table in memory rather than converted and shuffled per block.
 #include "kernels/matvec_impl.h"
 
 #ifdef LOSSY_MATVEC_X86

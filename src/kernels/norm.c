@@ -1,20 +1,46 @@
 // norm.c — RMSNorm and LayerNorm forward/backward (see norm.h for shapes and the accumulate convention).
 //
-// Per-row sums run in double: they cost C operations per row next to the C*C-sized matmuls around them, and they
-// keep the statistics exact enough that f32 and "true" references agree to the last bit or two at any width.
+// Per-row sums run in double (in fixed SIMD-friendly lanes): they cost C operations per row next to the C*C-sized
+// matmuls around them, and keep the statistics exact enough that f32 and exact references agree at any width.
 // Elementwise products stay in float in the order Hugging Face uses ((x * rstd) * weight), so inference matches
 // the reference implementation as closely as the arithmetic allows.
 #include "kernels/norm.h"
 
 #include <math.h>
 
+#include "kernels/fastmath.h"
+
+// Row sums in 8 independent double lanes (vectorised by the compiler, same result on every ISA).
+#define LANES 8
+static double sum_sq(const float *x, int64_t n, double center) { // sum (x - center)^2
+    double s[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double d = (double)x[i + j] - center;
+            s[j] += d * d;
+        }
+    for (int j = 0; i < n; i++, j++) {
+        double d = (double)x[i] - center;
+        s[j] += d * d;
+    }
+    return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+}
+
+static double sum_prod3(const float *a, const float *b, const float *c, int64_t n) { // sum a b c
+    double s[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) s[j] += (double)a[i + j] * b[i + j] * c[i + j];
+    for (int j = 0; i < n; i++, j++) s[j] += (double)a[i] * b[i] * c[i];
+    return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *weight, int64_t N, int64_t C, float eps) {
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C; // (C)
         float *yr = out + n * C;     // (C)
-        double ss = 0.0;
-        for (int64_t i = 0; i < C; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        float r = (float)(1.0 / sqrt(sum_sq(xr, C, 0.0) / (double)C + (double)eps));
         if (rstd) rstd[n] = r;
         for (int64_t i = 0; i < C; i++) yr[i] = (xr[i] * r) * weight[i];
     }
@@ -29,9 +55,7 @@ void rmsnorm_backward(float *dx, float *dweight, const float *dout, const float 
         const float *gr = dout + n * C; // (C)
         double r = rstd[n];
         if (dx) {
-            double dot = 0.0;
-            for (int64_t i = 0; i < C; i++) dot += (double)gr[i] * weight[i] * xr[i];
-            double k = r * r * r * dot / (double)C;
+            double k = r * r * r * sum_prod3(gr, weight, xr, C) / (double)C;
             float *dxr = dx + n * C; // (C)
             for (int64_t i = 0; i < C; i++) dxr[i] += (float)(r * weight[i] * gr[i] - k * xr[i]);
         }
@@ -45,16 +69,9 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, con
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C; // (C)
         float *yr = out + n * C;     // (C)
-        double s = 0.0;
-        for (int64_t i = 0; i < C; i++) s += xr[i];
-        double m = s / (double)C;
+        double m = fm_sum_f32(xr, C) / (double)C;
         // Two-pass variance: no cancellation when |mean| >> std.
-        double v = 0.0;
-        for (int64_t i = 0; i < C; i++) {
-            double d = xr[i] - m;
-            v += d * d;
-        }
-        double r = 1.0 / sqrt(v / (double)C + (double)eps);
+        double r = 1.0 / sqrt(sum_sq(xr, C, m) / (double)C + (double)eps);
         if (mean) mean[n] = (float)m;
         if (rstd) rstd[n] = (float)r;
         float mf = (float)m, rf = (float)r;
@@ -74,15 +91,24 @@ void layernorm_backward(float *dx, float *dweight, float *dbias, const float *do
         const float *gr = dout + n * C; // (C)
         double m = mean[n], r = rstd[n];
         if (dx) {
-            double sum_d = 0.0, sum_dh = 0.0;
-            for (int64_t i = 0; i < C; i++) {
+            double sd[LANES] = {0}, sdh[LANES] = {0};
+            int64_t i = 0;
+            for (; i + LANES <= C; i += LANES)
+                for (int j = 0; j < LANES; j++) {
+                    double d = (double)gr[i + j] * weight[i + j];
+                    sd[j] += d;
+                    sdh[j] += d * ((xr[i + j] - m) * r);
+                }
+            for (int j = 0; i < C; i++, j++) {
                 double d = (double)gr[i] * weight[i];
-                sum_d += d;
-                sum_dh += d * ((xr[i] - m) * r);
+                sd[j] += d;
+                sdh[j] += d * ((xr[i] - m) * r);
             }
+            double sum_d = 0.0, sum_dh = 0.0;
+            for (int j = 0; j < LANES; j++) sum_d += sd[j], sum_dh += sdh[j];
             double mean_d = sum_d / (double)C, mean_dh = sum_dh / (double)C;
             float *dxr = dx + n * C; // (C)
-            for (int64_t i = 0; i < C; i++) {
+            for (i = 0; i < C; i++) {
                 double h = (xr[i] - m) * r;
                 dxr[i] += (float)(r * ((double)gr[i] * weight[i] - mean_d - h * mean_dh));
             }

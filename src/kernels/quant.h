@@ -69,7 +69,8 @@ typedef struct QuantOpts {
 } QuantOpts;
 
 // Quantize n floats (a whole number of blocks) into dst (quant_row_bytes(t, n) bytes). Supported: F32, F16, BF16,
-// Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_K. opts may be NULL (= searched scales). Non-finite input is an error.
+// Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_K. opts may be NULL (= searched scales). Non-finite input is an error, and so is a
+// value whose F16 or block scale does not fit in fp16. Searched Q8_0 uses the full int8 range [-128, 127].
 int quant_quantize_row(DType t, const float *src, void *dst, int64_t n, const QuantOpts *opts, Err *e);
 
 // The 8 six-bit scales and mins of a Q4_K/Q5_K block, unpacked from its 12 scale bytes.

@@ -7,6 +7,7 @@
 
 #include "base/dtype.h"
 #include "formats/gguf.h"
+#include "kernels/rope.h"
 
 // Bounds that catch absurd values early (a corrupt header) while leaving room for the biggest real models.
 #define MAX_DIM ((int64_t)1 << 24)   // widths, vocab
@@ -115,26 +116,19 @@ void model_config_describe(const ModelConfig *c, Buf *out) {
 }
 
 void model_config_rope_inv_freq(const ModelConfig *c, double *inv_freq) {
-    int64_t half = c->rope_dim / 2;
-    for (int64_t i = 0; i < half; i++) {
-        double f = pow(c->rope_theta, -(double)(2 * i) / (double)c->rope_dim);
-        if (c->rope_scaling == ROPE_SCALING_LINEAR) {
-            f /= c->rope_factor;
-        } else if (c->rope_scaling == ROPE_SCALING_LLAMA3) {
-            // Long wavelengths (beyond orig_ctx/low) are slowed by the factor, short ones (below orig_ctx/high) kept,
-            // and the band between blends the two linearly in orig_ctx/wavelength.
-            double wavelen = 2.0 * M_PI / f;
-            double lo_wl = (double)c->rope_orig_ctx / c->rope_low_freq_factor;
-            double hi_wl = (double)c->rope_orig_ctx / c->rope_high_freq_factor;
-            if (wavelen > lo_wl) f /= c->rope_factor;
-            else if (wavelen >= hi_wl) {
-                double s = ((double)c->rope_orig_ctx / wavelen - c->rope_low_freq_factor) /
-                           (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                f = (1.0 - s) * f / c->rope_factor + s * f;
-            }
-        }
-        inv_freq[i] = f;
-    }
+    // the formulas live once, in the rope kernel; this maps the config onto them
+    RopeFreqSpec spec = {
+        .rope_dim = c->rope_dim,
+        .theta = c->rope_theta,
+        .scaling = c->rope_scaling == ROPE_SCALING_LINEAR   ? ROPE_FREQ_LINEAR
+                   : c->rope_scaling == ROPE_SCALING_LLAMA3 ? ROPE_FREQ_LLAMA3
+                                                            : ROPE_FREQ_NONE,
+        .factor = c->rope_factor,
+        .low_freq_factor = c->rope_low_freq_factor,
+        .high_freq_factor = c->rope_high_freq_factor,
+        .orig_ctx = (double)c->rope_orig_ctx,
+    };
+    rope_inv_freq(&spec, inv_freq);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

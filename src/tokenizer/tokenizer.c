@@ -687,11 +687,65 @@ static void build_pairs_from_scores(Tokenizer *t) {
     free(c);
 }
 
+// PCRE2's Unicode \s also matches U+180E, which left Unicode's White_Space in 6.3; the reference engines
+// (Oniguruma in Hugging Face tokenizers, Rust regex in tiktoken) follow White_Space. So \s and \S are rewritten to
+// the explicit White_Space set before compiling ("\S" inside a class is left alone: no published pattern uses it).
+#define WS_SET "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+static void rewrite_ws(const char *p, size_t n, Buf *o) {
+    bool in_class = false;
+    size_t class_start = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            if (d == 'Q') { // \Q...\E: copied verbatim
+                const char *end = NULL;
+                for (size_t k = i + 2; k + 1 < n; k++)
+                    if (p[k] == '\\' && p[k + 1] == 'E') { end = p + k; break; }
+                size_t stop = end ? (size_t)(end - p) + 2 : n;
+                buf_append(o, p + i, stop - i);
+                i = stop - 1;
+                continue;
+            }
+            if (d == 's') buf_append_str(o, in_class ? WS_SET : "[" WS_SET "]");
+            else if (d == 'S' && !in_class) buf_append_str(o, "[^" WS_SET "]");
+            else buf_append(o, p + i, 2);
+            i++;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = true;
+            buf_append(o, &c, 1);
+            if (i + 1 < n && p[i + 1] == '^') buf_append(o, "^", 1), i++;
+            class_start = i + 1;
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { // POSIX class [:name:]
+            size_t k = i + 2;
+            while (k + 1 < n && !(p[k] == ':' && p[k + 1] == ']')) k++;
+            size_t stop = k + 1 < n ? k + 2 : n;
+            buf_append(o, p + i, stop - i);
+            i = stop - 1;
+            continue;
+        }
+        if (in_class && c == ']' && i != class_start) in_class = false;
+        buf_append(o, &c, 1);
+    }
+}
+
 static int compile_regex(const char *pattern, size_t plen, bool literal, pcre2_code **out, const char *what, Err *e) {
     int errcode;
     PCRE2_SIZE erroff;
+    Buf rw;
+    buf_init(&rw);
+    if (!literal) {
+        rewrite_ws(pattern, plen, &rw);
+        pattern = rw.data ? rw.data : "";
+        plen = rw.len;
+    }
     uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, plen, opts, &errcode, &erroff, NULL);
+    buf_free(&rw);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof msg);
@@ -753,7 +807,21 @@ int tokenizer_finalize(Tokenizer *t, Err *e) {
     }
 
     // pair table
-    if (t->n_merges) {
+    if (t->n_merges || t->merges_only) {
+        // tokens may have been replaced since the merges were added (HF added_tokens reusing ids): check again
+        for (size_t i = 0; i < t->n_merges; i++) {
+            int32_t l = t->merges[i][0], r = t->merges[i][1];
+            size_t ll = t->tok[l].len, rl = t->tok[r].len;
+            char *cat = xmalloc(ll + rl + 1);
+            memcpy(cat, tok_ptr(t, l), ll);
+            memcpy(cat + ll, tok_ptr(t, r), rl);
+            int32_t res = tokenizer_find(t, cat, ll + rl);
+            free(cat);
+            if (res < 0) return ERR(e, "merge %zu (%" PRId32 " + %" PRId32 "): the merged token is no longer in the vocabulary", i, l, r);
+            if (!type_mergeable(t->tok[res].type))
+                return ERR(e, "merge %zu (%" PRId32 " + %" PRId32 ") would produce special token %" PRId32, i, l, r, res);
+            t->merges[i][2] = res;
+        }
         pairs_alloc(t, t->n_merges);
         // later duplicates overwrite earlier ones, as Hugging Face's merge map does
         for (size_t i = 0; i < t->n_merges; i++)

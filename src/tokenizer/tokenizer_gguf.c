@@ -62,6 +62,7 @@ static int load(const GGUFFile *g, Tokenizer **out, Err *e) {
     }
 
     Tokenizer *t = tokenizer_new(spm ? TOKENIZER_BPE_SPM : TOKENIZER_BPE_BYTES);
+    t->merges_only = !spm;
     tokenizer_set_model_name(t, spm ? "llama" : "gpt2");
     Buf b;
     buf_init(&b);

@@ -588,6 +588,7 @@ static int parse(const char *text, size_t len, const char *name, const json_t *c
     const json_t *pre = json_object_get(root, "pre_tokenizer"), *dec = json_object_get(root, "decoder");
     c.bytelevel = contains_bytelevel(pre, "pretokenizers") || contains_bytelevel(dec, "decoders");
     c.t = tokenizer_new(c.bytelevel ? TOKENIZER_BPE_BYTES : TOKENIZER_BPE_SPM);
+    c.t->merges_only = true; // a BPE model merges only what its merges list says (none when it is empty)
     tokenizer_set_model_name(c.t, c.bytelevel ? "gpt2" : "llama");
     if (load_model(&c, model) || load_added(&c, json_object_get(root, "added_tokens")) ||
         add_normalizer(&c, json_object_get(root, "normalizer"), 0) || add_pretok(&c, pre, 0))

@@ -94,6 +94,7 @@ struct Tokenizer {
     bool byte_fallback, fuse_unk, ignore_merges;
     bool no_parse_special; // default mode matches only USER_DEFINED spellings
     bool spm_split;        // SPM: words may be cut before each "▁" that follows another character (see finalize)
+    bool merges_only;      // ranks come from the merges list even when it is empty (HF, GGUF gpt2): never from scores
     bool add_bos, add_eos, bos_eos_set, template_set;
     int32_t *prefix, *suffix;
     size_t n_prefix, n_suffix;

@@ -27,13 +27,12 @@ static void ref_attention(AttnCtx *c) {
                     score[t * T + s] = visible ? dot / sqrt((double)D) : -INFINITY;
                 }
             for (int64_t t = 0; t < T; t++) {
-                double m = -INFINITY, sum = 0.0;
-                for (int64_t s = 0; s < T; s++) m = fmax(m, score[t * T + s]);
-                for (int64_t s = 0; s < T; s++) sum += exp(score[t * T + s] - m);
+                double *row = score + t * T, m = -INFINITY, sum = 0.0;
+                for (int64_t s = 0; s < T; s++) m = fmax(m, row[s]);
+                for (int64_t s = 0; s < T; s++) sum += (row[s] = exp(row[s] - m)); // exp(-inf) = 0 when masked
                 for (int64_t d = 0; d < D; d++) {
                     double o = 0.0;
-                    for (int64_t s = 0; s < T; s++)
-                        o += exp(score[t * T + s] - m) / sum * c->v[((b * T + s) * KV + kvh) * D + d];
+                    for (int64_t s = 0; s < T; s++) o += row[s] / sum * c->v[((b * T + s) * KV + kvh) * D + d];
                     c->out[((b * T + t) * H + h) * D + d] = o;
                 }
             }
@@ -84,6 +83,17 @@ static void check_attention(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t
     check_grad_sampled("attention dq", dq, dq0, c.q, nq, fd_step, &c);
     check_grad_sampled("attention dk", dk, dk0, c.k, nk, fd_step, &c);
     check_grad_sampled("attention dv", dv, dv0, c.v, nk, fd_step, &c);
+    // Split into job ranges (as threads would): the same numbers, bit for bit.
+    int64_t fj = B * H, bj = B * KV;
+    attention_forward_range(out2, att, q, k, v, B, T, H, KV, D, window, 0, fj / 2 + 1);
+    attention_forward_range(out2, att, q, k, v, B, T, H, KV, D, window, fj / 2 + 1, fj);
+    CHECK(memcmp(out, out2, (size_t)nq * sizeof(float)) == 0);
+    float *dq3 = ops_copy(dq0, nq), *dk3 = ops_copy(dk0, nk), *dv3 = ops_copy(dv0, nk);
+    for (int64_t j = 0; j < bj; j++)
+        attention_backward_range(dq3, dk3, dv3, r, q, k, v, att, B, T, H, KV, D, window, j, j + 1);
+    CHECK(memcmp(dq3, dq, (size_t)nq * sizeof(float)) == 0);
+    CHECK(memcmp(dk3, dk, (size_t)nk * sizeof(float)) == 0 && memcmp(dv3, dv, (size_t)nk * sizeof(float)) == 0);
+    free(dq3), free(dk3), free(dv3);
     // Gradients requested one at a time are the same numbers.
     float *dv2 = ops_copy(dv0, nk);
     attention_backward(NULL, NULL, dv2, r, q, k, v, att, B, T, H, KV, D, window);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "kernels/matvec.h"
+#include "kernels/matvec_impl.h"
 #include "kernels/quant.h"
 #include "test.h"
 
@@ -156,6 +157,7 @@ TEST(matvec_padded_misaligned_rows_and_outliers) {
 }
 
 TEST(matvec_row_ranges_equal_whole_product) {
+    // Bitwise: a row's result must not depend on how rows are split (threads) or grouped in a pass.
     const int64_t rows = 29, cols = 512;
     for (size_t k = 0; k < N_TYPES; k++) {
         DType t = TYPES[k];
@@ -168,16 +170,64 @@ TEST(matvec_row_ranges_equal_whole_product) {
         for (int i = 0; i < cols; i++) x[i] = gauss();
         MatvecAct a;
         matvec_act_init(&a);
-        REQUIRE(matvec(t, w, rb, rows, cols, x, y1, &a, &e) == 0);
-        REQUIRE(matvec_act_prepare(&a, t, x, cols, &e) == 0);
-        matvec_rows(t, w, rb, 0, 10, &a, y2);
-        matvec_rows(t, w, rb, 10, 11, &a, y2);
-        matvec_rows(t, w, rb, 11, rows, &a, y2);
-        matvec_rows(t, w, rb, 5, 5, &a, y2); // empty range: no-op
-        for (int r = 0; r < rows; r++) CHECK(memcmp(&y1[r], &y2[r], 4) == 0);
+        for (size_t p = 0; p < sizeof PATHS / sizeof PATHS[0]; p++) {
+            if (!matvec_path_available(PATHS[p])) continue;
+            REQUIRE(matvec_force_path(PATHS[p], &e) == 0);
+            REQUIRE(matvec(t, w, rb, rows, cols, x, y1, &a, &e) == 0);
+            REQUIRE(matvec_act_prepare(&a, t, x, cols, &e) == 0);
+            memset(y2, 0, sizeof y2);
+            matvec_rows(t, w, rb, 0, 10, &a, y2);
+            matvec_rows(t, w, rb, 10, 11, &a, y2);
+            matvec_rows(t, w, rb, 11, 18, &a, y2);
+            matvec_rows(t, w, rb, 18, rows, &a, y2);
+            matvec_rows(t, w, rb, 5, 5, &a, y2); // empty range: no-op
+            for (int r = 0; r < rows; r++)
+                CHECKF(memcmp(&y1[r], &y2[r], 4) == 0, "%s %s row %d: %.9g vs %.9g", dtype_name(t),
+                       matvec_path_name(PATHS[p]), r, (double)y1[r], (double)y2[r]);
+        }
+        matvec_force_path(KERNEL_AUTO, &e);
         matvec_act_free(&a);
         free(w);
     }
+}
+
+TEST(matvec_act_shared_between_types) {
+    // One x, prepared once, serves every type of the same activation kind; a mismatched act still gives the right
+    // answer (through the generic kernel), and an act of the wrong length gives NaN, never garbage.
+    const int64_t rows = 6, cols = 512;
+    float x[512], y[6], yref[6];
+    for (int i = 0; i < cols; i++) x[i] = gauss();
+    Err e;
+    MatvecAct a;
+    matvec_act_init(&a);
+    REQUIRE(matvec_act_prepare(&a, DT_Q4_K, x, cols, &e) == 0);
+    CHECK(matvec_act_fits(&a, DT_Q6_K) && matvec_act_fits(&a, DT_Q5_K) && matvec_act_fits(&a, DT_F16));
+    CHECK(matvec_act_fits(&a, DT_Q3_K)); // generic kernels use x itself
+    CHECK(!matvec_act_fits(&a, DT_Q8_0) && !matvec_act_fits(&a, DT_IQ2_XXS));
+    const DType ts[] = {DT_Q6_K, DT_Q5_K, DT_Q8_0, DT_F16, DT_Q4_1};
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+        size_t rb;
+        REQUIRE(quant_row_bytes(ts[k], cols, &rb, &e) == 0);
+        uint8_t *w = xmalloc(rb * rows);
+        random_rows(ts[k], w, rows, rb, rb);
+        matvec_rows(ts[k], w, rb, 0, rows, &a, y);
+        REQUIRE(matvec(ts[k], w, rb, rows, cols, x, yref, NULL, &e) == 0);
+        for (int r = 0; r < rows; r++) {
+            double mag = 0;
+            float wd[512];
+            REQUIRE(quant_dequantize_row(ts[k], w + r * rb, wd, cols, &e) == 0);
+            for (int i = 0; i < cols; i++) mag += fabs((double)wd[i] * x[i]);
+            CHECKF(fabs(y[r] - yref[r]) <= 0.02 * mag, "%s row %d: %g vs %g", dtype_name(ts[k]), r, (double)y[r],
+                   (double)yref[r]);
+        }
+        free(w);
+    }
+    REQUIRE(matvec_act_prepare(&a, DT_F32, x, 100, &e) == 0);
+    CHECK(!matvec_act_fits(&a, DT_Q8_0));
+    uint8_t w[34 * 4] = {0};
+    matvec_rows(DT_Q8_0, w, 34 * 4, 0, 1, &a, y);
+    CHECK(isnan(y[0]));
+    matvec_act_free(&a);
 }
 
 TEST(matvec_bad_arguments) {
@@ -234,4 +284,15 @@ TEST(matvec_quantized_weights_close_to_float_product) {
         free(w);
     }
     free(wf);
+}
+
+TEST(matvec_f16_table_exact) {
+    const float *tab = matvec_f16_table();
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float want = fp16_to_fp32((uint16_t)h);
+        if (memcmp(&want, &tab[h], 4) != 0) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(tab == matvec_f16_table()); // built once
 }

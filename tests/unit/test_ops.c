@@ -3,11 +3,54 @@
 // Attention is in test_attention.c, matmul in test_matmul.c; the shared helpers are in ops_check.h.
 #include "kernels/activation.h"
 #include "kernels/embedding.h"
+#include "kernels/fastmath.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
 #include "ops_check.h"
 #include "test.h"
+
+// ---------------------------------------------------------------------------------------------------------------
+// fastmath: the vectorisable exp every softmax and activation uses
+
+// Distance in units of the last place of the correctly rounded float result.
+static double ulps(float got, double want) {
+    float w = (float)want;
+    double ulp = (double)nextafterf(fabsf(w), INFINITY) - fabsf(w);
+    return fabs((double)got - want) / ulp;
+}
+
+TEST(ops_fastmath_exp_accuracy) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    // Every 4099th float (by bit pattern, so all exponents and many mantissa patterns) in [-87.3, 88.3].
+    for (int sign = 0; sign < 2; sign++)
+        for (uint32_t bits = 0; bits < 0x42B00000u; bits += 4099) {
+            uint32_t b = bits | ((uint32_t)sign << 31);
+            float x;
+            memcpy(&x, &b, sizeof x);
+            if (x < -87.3f || x > 88.3f) continue;
+            double u = ulps(fm_expf(x), exp((double)x));
+            if (u > worst) worst = u, worst_x = x;
+        }
+    CHECKF(worst <= 2.0, "fm_expf error %.3f ulp at %.9g", worst, (double)worst_x);
+    CHECK(fm_expf(0.0f) == 1.0f);
+    CHECK(fm_expf(-INFINITY) == 0.0f && fm_expf(-100.0f) == 0.0f);
+    CHECK(isinf(fm_expf(INFINITY)) && isinf(fm_expf(89.0f)));
+    CHECK(isnan(fm_expf(NAN)));
+    CHECK(fm_sigmoidf(-100.0f) == 0.0f && fm_sigmoidf(100.0f) == 1.0f && fm_sigmoidf(0.0f) == 0.5f);
+    for (float x = -10.0f; x <= 10.0f; x += 0.37f) {
+        CHECK_NEAR(fm_tanhf(x), tanh((double)x), 2e-7);
+        CHECK_NEAR(fm_sigmoidf(x), 1.0 / (1.0 + exp(-(double)x)), 2e-7 / (1.0 + exp(-(double)x)));
+    }
+    float row[37];
+    ops_rand_fill(row, 37, 100.0f);
+    row[11] = 500.0f;
+    double m = -INFINITY, s = 0.0;
+    for (int i = 0; i < 37; i++) m = fmax(m, row[i]), s += row[i];
+    CHECK(fm_max_f32(row, 37) == (float)m && fm_max_f32(row, 0) == -INFINITY);
+    CHECK_NEAR(fm_sum_f32(row, 37), s, 1e-9);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // RMSNorm

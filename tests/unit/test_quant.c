@@ -275,7 +275,7 @@ TEST(quant_roundtrip_error_bounds) {
     const int64_t n = 256 * 64;
     float *x = xmalloc((size_t)n * sizeof(float));
     gaussian(x, n, 0.02);
-    double q8 = roundtrip_rel_rmse(DT_Q8_0, x, n, false);
+    double q8 = roundtrip_rel_rmse(DT_Q8_0, x, n, false), q8n = roundtrip_rel_rmse(DT_Q8_0, x, n, true);
     double q4 = roundtrip_rel_rmse(DT_Q4_0, x, n, false);
     double q4n = roundtrip_rel_rmse(DT_Q4_0, x, n, true);
     double k4 = roundtrip_rel_rmse(DT_Q4_K, x, n, false), k4n = roundtrip_rel_rmse(DT_Q4_K, x, n, true);
@@ -283,9 +283,9 @@ TEST(quant_roundtrip_error_bounds) {
     double k6 = roundtrip_rel_rmse(DT_Q6_K, x, n, false), k6n = roundtrip_rel_rmse(DT_Q6_K, x, n, true);
     double f16 = roundtrip_rel_rmse(DT_F16, x, n, false), bf16 = roundtrip_rel_rmse(DT_BF16, x, n, false);
     // Bounds: a uniform quantizer's error is step / sqrt(12); for Gaussian blocks the step is about
-    // 2 * 2.2 sigma / levels (Q8_0: 0.5%, Q4_0: ~8%, Q4_K: ~7%, Q5_K: ~3.5%, Q6_K: ~1.7%), and the searches must do
-    // better than plain min/max scales.
-    CHECKF(q8 < 0.0055, "q8_0 rel rmse %g", q8);
+    // 2 * 2.2 sigma / levels (Q8_0: 0.53%, Q4_0: ~8%, Q4_K: ~7%, Q5_K: ~3.5%, Q6_K: ~1.7%), and the searches must
+    // do better than plain min/max scales (measured: Q8_0 0.49%, Q4_0 8.1%, Q4_K 7.1%, Q5_K 3.6%, Q6_K 1.7%).
+    CHECKF(q8 < 0.005 && q8 < q8n, "q8_0 rel rmse %g (naive %g)", q8, q8n);
     CHECKF(q4 < 0.10, "q4_0 rel rmse %g", q4);
     CHECKF(k4 < 0.085, "q4_K rel rmse %g", k4);
     CHECKF(k5 < 0.042, "q5_K rel rmse %g", k5);
@@ -297,8 +297,8 @@ TEST(quant_roundtrip_error_bounds) {
     CHECKF(k6 < 0.97 * k6n, "q6_K search %g not better than naive %g", k6, k6n);
     CHECKF(f16 < 3e-4 && bf16 < 3e-3, "f16 %g bf16 %g", f16, bf16);
     if (getenv("LOSSY_TEST_VERBOSE"))
-        printf("    rel rmse: q8_0 %.5f  q4_0 %.5f (naive %.5f)  q4_K %.5f (naive %.5f)  q5_K %.5f (naive %.5f)  "
-               "q6_K %.5f (naive %.5f)\n", q8, q4, q4n, k4, k4n, k5, k5n, k6, k6n);
+        printf("    rel rmse: q8_0 %.5f (naive %.5f)  q4_0 %.5f (naive %.5f)  q4_K %.5f (naive %.5f)  q5_K %.5f (naive %.5f)  "
+               "q6_K %.5f (naive %.5f)\n", q8, q8n, q4, q4n, k4, k4n, k5, k5n, k6, k6n);
     free(x);
 }
 

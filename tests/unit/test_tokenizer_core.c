@@ -200,6 +200,22 @@ TEST(tokenizer_split_behaviours) {
     REQUIRE(tokenizer_finalize(t, &e) == 0);
     CHECK_IDS(t, "ab", 0, -1, 'a', 'b');
     tokenizer_free(t);
+    // \s is Unicode White_Space as in the reference engines: U+0085 is whitespace, U+180E is not (PCRE2 alone says so)
+    t = bytes_only();
+    REQUIRE(tokenizer_add_pretok_split(t, "\\s+", 3, true, TOKSPLIT_REMOVED, false, &e) == 0);
+    REQUIRE(tokenizer_finalize(t, &e) == 0);
+    CHECK_IDS(t, "a\xc2\x85" "b", 0, -1, 'a', 'b');
+    CHECK_IDS(t, "a\xe1\xa0\x8e" "b", 0, -1, 'a', 0xe1, 0xa0, 0x8e, 'b');
+    CHECK_IDS(t, "ab \t\n ab", 0, -1, 256, 256);
+    tokenizer_free(t);
+    // ignore_merges: a word that is a token is taken whole even when the merges would not build it
+    t = bytes_only();
+    tokenizer_add_token(t, "ba", 2, 0, TOKEN_NORMAL, &e); // 257, no merge makes it
+    tokenizer_set_ignore_merges(t, true);
+    REQUIRE(tokenizer_add_pretok_split(t, " ", 1, false, TOKSPLIT_REMOVED, false, &e) == 0);
+    REQUIRE(tokenizer_finalize(t, &e) == 0);
+    CHECK_IDS(t, "ba bab", 0, -1, 257, 'b', 256);
+    tokenizer_free(t);
     // Metaspace: prepend on the first segment only, split before each ▁
     t = tokenizer_new(TOKENIZER_BPE_SPM);
     static const char *const toks[] = {"\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "<s>"};
@@ -296,6 +312,11 @@ TEST(tokenizer_hf_json_small) {
     // the user-defined token is matched in every mode and eats the spaces after it (rstrip)
     CHECK_IDS(t, "<|user|>  ab", TOKENIZE_ORDINARY, -1, 9, 6);
     CHECK_IDS(t, "<s>ab", TOKENIZE_ORDINARY, -1, 2, 0, 5); // "<s>" as text: ▁, one fused <unk> for "<s>", ab
+    tokenizer_free(t);
+    // an empty merges list means no merging at all (not merging by scores)
+    static const char nomerge[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[]}}";
+    REQUIREF(tokenizer_parse_hf_json(nomerge, strlen(nomerge), "nomerge.json", &t, &e) == 0, "%s", e.msg);
+    CHECK_IDS(t, "ab", 0, -1, 0, 1);
     tokenizer_free(t);
 }
 

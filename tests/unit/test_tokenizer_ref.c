@@ -149,7 +149,7 @@ TEST(tokenizer_merge_paths_agree) {
             CHECK(tokenizer_encode(tk, text, len, 0, &a, &e) == 0);
             tokenizer_small_word_limit = SIZE_MAX; // always the scan
             CHECK(tokenizer_encode(tk, text, len, 0, &b, &e) == 0);
-            CHECKF(a.n == b.n && memcmp(a.ids, b.ids, a.n * sizeof *a.ids) == 0, "merge paths differ on string %zu (%s)", k,
+            CHECKF(a.n == b.n && (a.n == 0 || memcmp(a.ids, b.ids, a.n * sizeof *a.ids) == 0), "merge paths differ on string %zu (%s)", k,
                    which ? "gpt2" : "mistral");
             token_ids_free(&a);
             token_ids_free(&b);

@@ -1,5 +1,5 @@
 // matvec_bench.c — single-thread y = W x throughput per weight dtype and kernel path, in GB/s of weight bytes, plus
-// the quantizers' error (searched vs naive min/max scales). Built by hand (see bench/RESULTS-matvec.md):
+// the quantizers' error (searched vs naive min/max scales). Built by hand (see bench/RESULTS.md, matvec section):
 //
 //   make B=build/m1 build/m1/liblossy.a
 //   cc -O3 -march=native -Isrc bench/matvec_bench.c build/m1/liblossy.a -lm -lpthread -o build/m1/matvec_bench

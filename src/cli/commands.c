@@ -9,6 +9,9 @@ extern const CliCommand cmd_convert;
 extern const CliCommand cmd_bench;
 extern const CliCommand cmd_tokenizer_train;
 extern const CliCommand cmd_tokenize;
+extern const CliCommand cmd_data_prepare;
+extern const CliCommand cmd_train;
+extern const CliCommand cmd_plot;
 
 const CliCommand *const cli_commands[] = {
     &cmd_run,
@@ -18,5 +21,8 @@ const CliCommand *const cli_commands[] = {
     &cmd_info,
     &cmd_tokenize,
     &cmd_tokenizer_train,
+    &cmd_data_prepare,
+    &cmd_train,
+    &cmd_plot,
     NULL,
 };

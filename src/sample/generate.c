@@ -10,6 +10,9 @@
 
 #include "base/util.h"
 
+// prompt tokens decoded in front of the continuation (enough for any decoder's look-behind)
+#define GENERATE_DECODE_CONTEXT 8
+
 static bool is_eog(const ModelConfig *c, const Tokenizer *tok, int32_t id) {
     if (tok) return tokenizer_is_eog(tok, id);
     for (int i = 0; i < c->n_eos; i++)
@@ -61,12 +64,29 @@ int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_
     st->n_prompt = n_prompt;
     st->prompt_seconds = time_now() - t0;
     double t1 = time_now();
-    Buf text;
+    Buf text, full;
     buf_init(&text);
+    buf_init(&full);
     size_t shown = 0; // bytes of text already emitted
     int rc = 0;
     const bool decode = tok && (o->emit || o->n_stop);
-    const size_t gen_start = hist.n;
+    // The continuation is decoded together with the last few prompt tokens, then the prompt's own text is cut off:
+    // decoders that strip the first token's space (sentencepiece) would otherwise eat the space between the prompt
+    // and the first generated word.
+    const size_t n_ctx_tok = n_prompt < GENERATE_DECODE_CONTEXT ? (size_t)n_prompt : GENERATE_DECODE_CONTEXT;
+    const size_t gen_start = hist.n, win_start = hist.n - n_ctx_tok;
+    size_t prefix_len = 0;
+    if (decode) {
+        if (tokenizer_decode(tok, hist.ids + win_start, n_ctx_tok, TOKENIZER_DECODE_SKIP_SPECIAL, &full, e)) {
+            token_ids_free(&hist);
+            buf_free(&full);
+            return -1;
+        }
+        prefix_len = full.len;
+    }
+    Buf prefix;
+    buf_init(&prefix);
+    buf_append(&prefix, full.data ? full.data : "", prefix_len);
     for (int64_t i = 0; i < o->max_tokens; i++) {
         int32_t id = sampler_sample(smp, s->logits, hist.ids, hist.n);
         if (!o->ignore_eos && is_eog(c, tok, id)) {
@@ -79,9 +99,16 @@ int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_
         if (decode) {
             // decode the whole continuation each time: decoders that look at neighbours (a stripped first space,
             // byte-fallback sequences) then stream exactly what one decode of the output gives
-            text.len = 0;
-            if (tokenizer_decode(tok, hist.ids + gen_start, hist.n - gen_start, 0, &text, e)) {
+            full.len = 0;
+            if (tokenizer_decode(tok, hist.ids + win_start, hist.n - win_start, TOKENIZER_DECODE_SKIP_SPECIAL, &full, e)) {
                 rc = -1;
+                break;
+            }
+            text.len = 0;
+            if (full.len >= prefix_len && memcmp(full.data, prefix.data, prefix_len) == 0) {
+                buf_append(&text, full.data + prefix_len, full.len - prefix_len);
+            } else if (tokenizer_decode(tok, hist.ids + gen_start, hist.n - gen_start, TOKENIZER_DECODE_SKIP_SPECIAL, &text, e)) {
+                rc = -1; // the prompt's text changed with what followed (a split character): decode alone
                 break;
             }
             size_t stop_at = SIZE_MAX;
@@ -114,6 +141,8 @@ int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_
     if (rc == 0 && o->emit && text.len > shown) o->emit(o->emit_ctx, text.data + shown, text.len - shown);
     st->gen_seconds = time_now() - t1;
     buf_free(&text);
+    buf_free(&full);
+    buf_free(&prefix);
     token_ids_free(&hist);
     return rc;
 }

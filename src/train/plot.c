@@ -208,8 +208,8 @@ void plot_loss_svg(const LossSeries *s, const char *title, Buf *out) {
     }
     buf_printf(out, "</g>\n");
     // legend
-    double lx = L + pw - 250, ly = T + 15;
-    buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"240\" height=\"%d\" fill=\"white\" stroke=\"#ccc\"/>\n", lx, ly - 10,
+    double lx = L + pw - 300, ly = T + 15;
+    buf_printf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"290\" height=\"%d\" fill=\"white\" stroke=\"#ccc\"/>\n", lx, ly - 10,
                s->n_val ? 70 : 50);
     buf_printf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#9ecae1\"/><text x=\"%.1f\" y=\"%.1f\" "
                     "dominant-baseline=\"middle\">train loss</text>\n", lx + 10, ly + 5, lx + 40, ly + 5, lx + 48, ly + 5);

@@ -98,3 +98,35 @@ TEST(bench_reports_json) {
     buf_free(&out);
     buf_free(&err);
 }
+
+// The streamed text is exactly the decode of prompt + generated ids (no space lost between prompt and continuation).
+TEST(run_text_equals_decode_of_ids) {
+    Buf text, ids, prompt_ids, dec, err;
+    buf_init(&text);
+    buf_init(&ids);
+    buf_init(&prompt_ids);
+    buf_init(&dec);
+    buf_init(&err);
+    const char *m = "models/stories260K.gguf";
+    REQUIRE(run_lossy(NULL, &text, &err, "run", m, "-p", "Once upon a time, there was a little robot", "-n", "30", "--temp", "0", NULL) == 0);
+    REQUIRE(run_lossy(NULL, &ids, &err, "run", m, "-p", "Once upon a time, there was a little robot", "-n", "30", "--temp", "0", "--print-ids", NULL) == 0);
+    REQUIRE(run_lossy("Once upon a time, there was a little robot", &prompt_ids, &err, "tokenize", m, NULL) == 0); // no BOS: decode would print it
+    // prompt ids + generated ids → decode
+    Buf all;
+    buf_init(&all);
+    buf_printf(&all, "%.*s %s", (int)strcspn(prompt_ids.data, "\n"), prompt_ids.data, ids.data);
+    REQUIRE(run_lossy(all.data, &dec, &err, "tokenize", m, "--decode", NULL) == 0);
+    // lossy run prints the text then one newline; --decode prints the raw text
+    REQUIRE(text.len > 0);
+    text.data[--text.len] = 0;
+    size_t dl = dec.len;
+    while (dl > 0 && dec.data[dl - 1] == '\n') dl--;
+    dec.data[dl] = 0;
+    CHECK_EQ_STR(text.data, dec.data);
+    buf_free(&all);
+    buf_free(&text);
+    buf_free(&ids);
+    buf_free(&prompt_ids);
+    buf_free(&dec);
+    buf_free(&err);
+}

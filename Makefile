@@ -21,12 +21,14 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 
-# Debian packages the build and tests need. Names only; `make deps` installs the missing ones.
-DEB_PACKAGES := gcc libc6-dev make libpcre2-dev libjansson-dev libutf8proc-dev
+# Debian packages the build and tests need. Names only; `make deps` installs the missing ones. nodejs, npm, chromium
+# and curl serve the end-to-end tests of `lossy serve` (the official openai client and the web page in Chromium).
+DEB_PACKAGES := gcc libc6-dev make libpcre2-dev libjansson-dev libutf8proc-dev libmicrohttpd-dev \
+                nodejs npm chromium curl
 
 CPPFLAGS := -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS_BASE := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -pthread -fno-strict-aliasing
-LDLIBS := -lpcre2-8 -ljansson -lutf8proc -lm -lpthread
+LDLIBS := -lpcre2-8 -ljansson -lutf8proc -lmicrohttpd -lm -lpthread
 
 ifeq ($(BUILD),release)
 CFLAGS_MODE := -O3 -march=native -g

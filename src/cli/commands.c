@@ -4,6 +4,7 @@
 
 extern const CliCommand cmd_info;
 extern const CliCommand cmd_run;
+extern const CliCommand cmd_serve;
 extern const CliCommand cmd_logits;
 extern const CliCommand cmd_convert;
 extern const CliCommand cmd_bench;
@@ -15,6 +16,7 @@ extern const CliCommand cmd_plot;
 
 const CliCommand *const cli_commands[] = {
     &cmd_run,
+    &cmd_serve,
     &cmd_logits,
     &cmd_convert,
     &cmd_bench,

@@ -1,4 +1,6 @@
-// generate.c — prompt, then sample/forward until max_tokens, an end-of-generation token, or the emitter says stop.
+// generate.c — prompt, then sample/forward until max_tokens, an end-of-generation token, a stop string, or the
+// emitter says stop. The per-token logic lives in the step API (GenerateSeq) so that `lossy run` (generate_run) and
+// the server's batched scheduler share it, token for token.
 //
 // Text is streamed as the difference between successive decodes of the generated ids, so tokenizer decoders that
 // look at neighbours (the first token's stripped space, byte-fallback sequences) print exactly what
@@ -13,10 +15,12 @@
 // prompt tokens decoded in front of the continuation (enough for any decoder's look-behind)
 #define GENERATE_DECODE_CONTEXT 8
 
-static bool is_eog(const ModelConfig *c, const Tokenizer *tok, int32_t id) {
-    if (tok) return tokenizer_is_eog(tok, id);
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] == id) return true;
+static bool is_eog(const GenerateSeq *g, int32_t id) {
+    for (size_t i = 0; i < g->o.n_stop_ids; i++)
+        if (g->o.stop_ids[i] == id) return true;
+    if (g->tok) return tokenizer_is_eog(g->tok, id);
+    for (int i = 0; i < g->cfg->n_eos; i++)
+        if (g->cfg->eos_ids[i] == id) return true;
     return false;
 }
 
@@ -42,107 +46,146 @@ static size_t safe_end(const Buf *text, size_t from, const GenerateOpts *o) {
     return end - hold;
 }
 
-int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_t *prompt, int64_t n_prompt,
-                 const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e) {
-    memset(st, 0, sizeof *st);
-    const ModelConfig *c = &s->m->cfg;
-    const int64_t V = c->vocab_size;
+int generate_seq_init(GenerateSeq *g, const ModelConfig *cfg, const Tokenizer *tok, Sampler *smp,
+                      const int32_t *prompt, int64_t n_prompt, int64_t pos, int64_t n_ctx, const GenerateOpts *o,
+                      Err *e) {
+    memset(g, 0, sizeof *g);
+    const int64_t V = cfg->vocab_size;
     if (n_prompt < 1) return ERR(e, "empty prompt: at least one token is needed");
-    if (s->pos + n_prompt > s->n_ctx)
+    if (pos + n_prompt > n_ctx)
         return ERR(e, "the prompt (%lld tokens) does not fit in the context (%lld tokens, %lld used); use a larger --ctx",
-                   (long long)n_prompt, (long long)s->n_ctx, (long long)s->pos);
+                   (long long)n_prompt, (long long)n_ctx, (long long)pos);
     for (int64_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V) return ERR(e, "prompt token %lld is id %d, outside the vocabulary (%lld)", (long long)i, prompt[i], (long long)V);
-    // history for the penalties: prompt + generated
-    TokenIds hist = {0};
-    for (int64_t i = 0; i < n_prompt; i++) token_ids_push(&hist, prompt[i]);
-    double t0 = time_now();
-    if (model_forward(s, prompt, n_prompt, e)) {
-        token_ids_free(&hist);
-        return -1;
-    }
-    st->n_prompt = n_prompt;
-    st->prompt_seconds = time_now() - t0;
-    double t1 = time_now();
-    Buf text, full;
-    buf_init(&text);
-    buf_init(&full);
-    size_t shown = 0; // bytes of text already emitted
-    int rc = 0;
-    const bool decode = tok && (o->emit || o->n_stop);
+    g->cfg = cfg;
+    g->tok = tok;
+    g->smp = smp;
+    g->o = *o;
+    for (int64_t i = 0; i < n_prompt; i++) token_ids_push(&g->hist, prompt[i]);
+    g->gen_start = g->hist.n;
+    buf_init(&g->text);
+    buf_init(&g->full);
+    buf_init(&g->prefix);
+    g->decode = tok && (o->emit || o->n_stop);
     // The continuation is decoded together with the last few prompt tokens, then the prompt's own text is cut off:
     // decoders that strip the first token's space (sentencepiece) would otherwise eat the space between the prompt
     // and the first generated word.
-    const size_t n_ctx_tok = n_prompt < GENERATE_DECODE_CONTEXT ? (size_t)n_prompt : GENERATE_DECODE_CONTEXT;
-    const size_t gen_start = hist.n, win_start = hist.n - n_ctx_tok;
-    size_t prefix_len = 0;
-    if (decode) {
-        if (tokenizer_decode(tok, hist.ids + win_start, n_ctx_tok, TOKENIZER_DECODE_SKIP_SPECIAL, &full, e)) {
-            token_ids_free(&hist);
-            buf_free(&full);
+    const size_t n_win = n_prompt < GENERATE_DECODE_CONTEXT ? (size_t)n_prompt : GENERATE_DECODE_CONTEXT;
+    g->win_start = g->hist.n - n_win;
+    if (g->decode && tokenizer_decode(tok, g->hist.ids + g->win_start, n_win, TOKENIZER_DECODE_SKIP_SPECIAL, &g->prefix, e)) {
+        generate_seq_free(g);
+        return -1;
+    }
+    g->st.n_prompt = n_prompt;
+    g->done = o->max_tokens <= 0;
+    return 0;
+}
+
+int generate_seq_next(GenerateSeq *g, float *logits, int64_t pos, int64_t n_ctx, int32_t *next, Err *e) {
+    if (g->done) return 0;
+    const GenerateOpts *o = &g->o;
+    int32_t id = sampler_sample(g->smp, logits, g->hist.ids, g->hist.n);
+    if (!o->ignore_eos && is_eog(g, id)) {
+        g->st.stopped_by_eos = true;
+        g->done = true;
+        return 0;
+    }
+    token_ids_push(&g->hist, id);
+    g->st.n_generated++;
+    if (g->decode) {
+        // decode the whole continuation each time: decoders that look at neighbours (a stripped first space,
+        // byte-fallback sequences) then stream exactly what one decode of the output gives
+        Buf *text = &g->text;
+        g->full.len = 0;
+        int rc = tokenizer_decode(g->tok, g->hist.ids + g->win_start, g->hist.n - g->win_start, TOKENIZER_DECODE_SKIP_SPECIAL, &g->full, e);
+        text->len = 0;
+        if (rc == 0 && g->full.len >= g->prefix.len && memcmp(g->full.data, g->prefix.data ? g->prefix.data : "", g->prefix.len) == 0)
+            buf_append(text, g->full.data + g->prefix.len, g->full.len - g->prefix.len);
+        else if (rc == 0) // the prompt's text changed with what followed (a split character): decode alone
+            rc = tokenizer_decode(g->tok, g->hist.ids + g->gen_start, g->hist.n - g->gen_start, TOKENIZER_DECODE_SKIP_SPECIAL, text, e);
+        if (rc) {
+            g->done = true;
+            g->emitter_stopped = true; // nothing more to flush after a failure
             return -1;
         }
-        prefix_len = full.len;
+        size_t stop_at = SIZE_MAX;
+        for (size_t k = 0; k < o->n_stop; k++) {
+            size_t sl = strlen(o->stop[k]);
+            if (!sl) continue;
+            const char *hit = memmem(text->data + g->shown, text->len - g->shown, o->stop[k], sl);
+            if (hit && (size_t)(hit - text->data) < stop_at) stop_at = (size_t)(hit - text->data);
+        }
+        if (stop_at != SIZE_MAX) {
+            if (o->emit && stop_at > g->shown) o->emit(o->emit_ctx, text->data + g->shown, stop_at - g->shown);
+            g->shown = text->len = stop_at;
+            g->st.stopped_by_string = true;
+            g->done = true;
+            return 0;
+        }
+        size_t end = safe_end(text, g->shown, o);
+        if (end > g->shown) {
+            if (o->emit && !o->emit(o->emit_ctx, text->data + g->shown, end - g->shown)) {
+                g->shown = end;
+                g->emitter_stopped = true;
+                g->done = true;
+                return 0;
+            }
+            g->shown = end;
+        }
     }
-    Buf prefix;
-    buf_init(&prefix);
-    buf_append(&prefix, full.data ? full.data : "", prefix_len);
-    for (int64_t i = 0; i < o->max_tokens; i++) {
-        int32_t id = sampler_sample(smp, s->logits, hist.ids, hist.n);
-        if (!o->ignore_eos && is_eog(c, tok, id)) {
-            st->stopped_by_eos = true;
-            break;
-        }
-        token_ids_push(&hist, id);
-        if (out_ids) token_ids_push(out_ids, id);
-        st->n_generated++;
-        if (decode) {
-            // decode the whole continuation each time: decoders that look at neighbours (a stripped first space,
-            // byte-fallback sequences) then stream exactly what one decode of the output gives
-            full.len = 0;
-            if (tokenizer_decode(tok, hist.ids + win_start, hist.n - win_start, TOKENIZER_DECODE_SKIP_SPECIAL, &full, e)) {
-                rc = -1;
-                break;
-            }
-            text.len = 0;
-            if (full.len >= prefix_len && memcmp(full.data, prefix.data, prefix_len) == 0) {
-                buf_append(&text, full.data + prefix_len, full.len - prefix_len);
-            } else if (tokenizer_decode(tok, hist.ids + gen_start, hist.n - gen_start, TOKENIZER_DECODE_SKIP_SPECIAL, &text, e)) {
-                rc = -1; // the prompt's text changed with what followed (a split character): decode alone
-                break;
-            }
-            size_t stop_at = SIZE_MAX;
-            for (size_t k = 0; k < o->n_stop; k++) {
-                size_t sl = strlen(o->stop[k]);
-                if (!sl) continue;
-                const char *hit = memmem(text.data + shown, text.len - shown, o->stop[k], sl);
-                if (hit && (size_t)(hit - text.data) < stop_at) stop_at = (size_t)(hit - text.data);
-            }
-            if (stop_at != SIZE_MAX) {
-                if (o->emit && stop_at > shown) o->emit(o->emit_ctx, text.data + shown, stop_at - shown);
-                shown = text.len = stop_at;
-                st->stopped_by_string = true;
-                break;
-            }
-            size_t end = safe_end(&text, shown, o);
-            if (end > shown) {
-                if (o->emit && !o->emit(o->emit_ctx, text.data + shown, end - shown)) break;
-                shown = end;
-            }
-        }
-        if (i + 1 == o->max_tokens) break;
-        if (s->pos >= s->n_ctx) break; // context full: the caller sees n_generated < max_tokens
+    if (g->st.n_generated >= o->max_tokens || pos >= n_ctx) { // the caller sees n_generated < max_tokens
+        g->done = true;
+        return 0;
+    }
+    *next = id;
+    return 1;
+}
+
+void generate_seq_finish(GenerateSeq *g) {
+    if (g->emitter_stopped || !g->o.emit || g->text.len <= g->shown) return;
+    g->o.emit(g->o.emit_ctx, g->text.data + g->shown, g->text.len - g->shown);
+    g->shown = g->text.len;
+}
+
+void generate_seq_free(GenerateSeq *g) {
+    token_ids_free(&g->hist);
+    buf_free(&g->text);
+    buf_free(&g->full);
+    buf_free(&g->prefix);
+    memset(g, 0, sizeof *g);
+}
+
+int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_t *prompt, int64_t n_prompt,
+                 const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e) {
+    memset(st, 0, sizeof *st);
+    GenerateSeq g;
+    if (generate_seq_init(&g, &s->m->cfg, tok, smp, prompt, n_prompt, s->pos, s->n_ctx, o, e)) return -1;
+    double t0 = time_now();
+    if (model_forward(s, prompt, n_prompt, e)) {
+        generate_seq_free(&g);
+        return -1;
+    }
+    st->prompt_seconds = time_now() - t0;
+    double t1 = time_now();
+    int rc = 0;
+    for (;;) {
+        int32_t id;
+        int r = generate_seq_next(&g, s->logits, s->pos, s->n_ctx, &id, e);
+        if (r < 0) rc = -1;
+        if (r <= 0) break;
         if (model_forward(s, &id, 1, e)) {
             rc = -1;
             break;
         }
     }
-    // flush what was held back (an unfinished character or a partial stop string that never completed)
-    if (rc == 0 && o->emit && text.len > shown) o->emit(o->emit_ctx, text.data + shown, text.len - shown);
+    if (rc == 0) generate_seq_finish(&g);
+    if (out_ids)
+        for (size_t i = g.gen_start; i < g.hist.n; i++) token_ids_push(out_ids, g.hist.ids[i]);
+    st->n_prompt = g.st.n_prompt;
+    st->n_generated = g.st.n_generated;
+    st->stopped_by_eos = g.st.stopped_by_eos;
+    st->stopped_by_string = g.st.stopped_by_string;
     st->gen_seconds = time_now() - t1;
-    buf_free(&text);
-    buf_free(&full);
-    buf_free(&prefix);
-    token_ids_free(&hist);
+    generate_seq_free(&g);
     return rc;
 }

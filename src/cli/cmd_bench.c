@@ -1,22 +1,38 @@
 // cmd_bench.c — `lossy bench`: how fast a model runs here, and how close that is to the machine's limits.
 //
-//   lossy bench --machine                 streaming read bandwidth (GB/s) and the peak of our own f32 GEMM (GFLOP/s)
+//   lossy bench --machine                 streaming read bandwidth (GB/s) at a DRAM-sized and an L3-sized working
+//                                         set, the peak of our f32 GEMM (GFLOP/s) and of the int8 GEMM behind
+//                                         quantized prompt processing (AMX where present)
 //   lossy bench MODEL [-p 128] [-n 128]   prompt processing and generation tokens/s (median and spread over
-//                                         --repeat runs after a warm-up), generation as a fraction of bandwidth
-//                                         (weight bytes read per token / measured GB/s)
-// Speed is measured here, never asserted in tests; bench/RESULTS.md records figures with their commands.
+//                                         --repeat runs after a warm-up; as llama-bench, the prompt is processed in
+//                                         one call and generation starts from an empty context), generation as a
+//                                         fraction of the read
+//                                         bandwidth measured over a buffer as large as the weights (weight bytes read
+//                                         per token / GB/s), prompt processing as a fraction of the GEMM peak
+// Speed is measured here, never asserted in tests; bench/RESULTS*.md record figures with their commands.
+//
+// The read bandwidth is what a well-written kernel can get: every thread streams its own contiguous part with
+// 64-byte vector loads and software prefetch a few lines ahead (the hardware streamer alone leaves about a third of
+// the bandwidth unused on this class of machine), on a buffer advised for huge pages, best of several passes.
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/cpu.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
+#include "kernels/wgemm.h"
 #include "model/model.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 static const CliFlag FLAGS[] = {
-    {"machine", 0, FLAG_BOOL, NULL, NULL, "measure the machine: read bandwidth and GEMM peak (no MODEL)"},
+    {"machine", 0, FLAG_BOOL, NULL, NULL, "measure the machine: read bandwidth and GEMM peaks (no MODEL)"},
     {"prompt", 'p', FLAG_INT, "N", "128", "prompt tokens to process"},
     {"gen", 'n', FLAG_INT, "N", "128", "tokens to generate"},
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
@@ -29,25 +45,63 @@ static const CliFlag FLAGS[] = {
 // ---- machine limits ----
 
 typedef struct {
-    const uint64_t *buf; // (n)
-    int64_t n;
+    const uint8_t *buf; // (n) bytes, 64-byte aligned
+    size_t n;
     uint64_t sums[512];
 } ReadJob;
 
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const uint8_t *p, size_t n) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 256 <= n; i += 256) {
+        for (int k = 0; k < 4; k++) _mm_prefetch((const char *)p + i + 1024 + 64 * k, _MM_HINT_T0);
+        s0 = _mm512_add_epi64(s0, _mm512_load_si512(p + i));
+        s1 = _mm512_add_epi64(s1, _mm512_load_si512(p + i + 64));
+        s2 = _mm512_add_epi64(s2, _mm512_load_si512(p + i + 128));
+        s3 = _mm512_add_epi64(s3, _mm512_load_si512(p + i + 192));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
+}
+
+__attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t n) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        _mm_prefetch((const char *)p + i + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + i + 1088, _MM_HINT_T0);
+        s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i *)(p + i)));
+        s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+        s2 = _mm256_add_epi64(s2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+        s3 = _mm256_add_epi64(s3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
+    uint64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, s);
+    return out[0] + out[1] + out[2] + out[3];
+}
+#endif
+
+static uint64_t read_portable(const uint8_t *p, size_t n) {
+    const uint64_t *q = (const uint64_t *)(const void *)p;
+    uint64_t s[8] = {0};
+    for (size_t i = 0; i + 8 <= n / 8; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += q[i + k];
+    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
 static void read_worker(void *ctx, int ith, int nth) {
     ReadJob *j = ctx;
+    // contiguous 256-byte-aligned parts, one per thread
     int64_t a, b;
-    threadpool_split(j->n, ith, nth, &a, &b);
-    // XOR into 16 independent lanes: one-cycle integer ops that the compiler vectorises, so the loop is bound by
-    // loads from memory and nothing else
-    uint64_t s[16] = {0};
-    int64_t i = a;
-    for (; i + 16 <= b; i += 16)
-        for (int k = 0; k < 16; k++) s[k] ^= j->buf[i + k];
-    for (; i < b; i++) s[0] ^= j->buf[i];
-    uint64_t x = 0;
-    for (int k = 0; k < 16; k++) x ^= s[k];
-    j->sums[ith] = x;
+    threadpool_split((int64_t)(j->n / 256), ith, nth, &a, &b);
+    const uint8_t *p = j->buf + (size_t)a * 256;
+    size_t n = (size_t)(b - a) * 256;
+#if defined(__x86_64__)
+    const CpuFeatures *f = cpu_features();
+    if (f->avx512f) j->sums[ith] = read_avx512(p, n);
+    else if (f->avx2) j->sums[ith] = read_avx2(p, n);
+    else
+#endif
+        j->sums[ith] = read_portable(p, n);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -55,20 +109,35 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// Read bandwidth in GB/s: best of several passes over a buffer far larger than the caches.
-static double measure_bandwidth(ThreadPool *pool) {
-    const int64_t n = (int64_t)1 << 27; // 1 GiB
-    uint64_t *buf = xmalloc_array((size_t)n, sizeof(uint64_t));
-    for (int64_t i = 0; i < n; i++) buf[i] = (uint64_t)i * 0x9E3779B97F4A7C15ull;
-    ReadJob j = {buf, n, {0}};
+// Read bandwidth in GB/s over a buffer of `bytes`: best of several passes (at least 1 GiB read in all).
+static double measure_bandwidth(ThreadPool *pool, size_t bytes) {
+    if (bytes < ((size_t)16 << 20)) bytes = (size_t)16 << 20;
+    bytes = (bytes + 4095) & ~(size_t)4095;
+    void *mem = NULL;
+    if (posix_memalign(&mem, (size_t)2 << 20, bytes) != 0) return 0;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+    uint8_t *buf = mem;
+    for (size_t i = 0; i < bytes; i += 8) {
+        uint64_t v = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+        memcpy(buf + i, &v, 8);
+    }
+    ReadJob *j = xcalloc(1, sizeof *j);
+    j->buf = buf;
+    j->n = bytes;
+    int passes = (int)(((size_t)8 << 30) / bytes);
+    passes = passes < 5 ? 5 : passes > 200 ? 200 : passes;
     double best = 0;
-    for (int pass = 0; pass < 6; pass++) {
+    threadpool_run(pool, read_worker, j); // first touch done above; one pass to warm the TLB and caches
+    for (int pass = 0; pass < passes; pass++) {
         double t0 = time_now();
-        threadpool_run(pool, read_worker, &j);
-        double dt = time_now() - t0, gbs = (double)n * sizeof(uint64_t) / dt / 1e9;
+        threadpool_run(pool, read_worker, j);
+        double dt = time_now() - t0, gbs = (double)bytes / dt / 1e9;
         if (gbs > best) best = gbs;
     }
-    free(buf);
+    free(j);
+    free(mem);
     return best;
 }
 
@@ -104,6 +173,59 @@ static double measure_gemm(ThreadPool *pool) {
     return best;
 }
 
+typedef struct {
+    const uint8_t *w;
+    size_t stride;
+    int64_t rows;
+    WgemmAct *act;
+    float *y;
+    WgemmScratch scratch[512];
+} QGemmJob;
+
+static void qgemm_worker(void *ctx, int ith, int nth) {
+    QGemmJob *j = ctx;
+    int64_t u0, u1;
+    threadpool_split(j->rows / WGEMM_ROW_UNIT, ith, nth, &u0, &u1);
+    wgemm_rows(DT_Q8_0, j->w, j->stride, u0 * WGEMM_ROW_UNIT, u1 * WGEMM_ROW_UNIT, j->act, j->y, j->rows, &j->scratch[ith]);
+}
+
+// Peak of the quantized prompt-processing GEMM (Q8_0 weights, 128 tokens, 1024 x 2048 per thread), in GOP/s
+// (2 operations per multiply-add); *path names the engine (amx or f32).
+static double measure_qgemm(ThreadPool *pool, const char **path) {
+    const int64_t N = 128, K = 2048, rows = 1024 * (int64_t)threadpool_size(pool);
+    size_t stride;
+    Err e;
+    if (quant_row_bytes(DT_Q8_0, K, &stride, &e)) return 0;
+    uint8_t *w = xmalloc(stride * (size_t)rows);
+    float *x = xmalloc_array((size_t)(N * K), sizeof(float)), *y = xmalloc_array((size_t)(N * rows), sizeof(float));
+    float *row = xmalloc_array((size_t)K, sizeof(float));
+    QuantOpts naive = {.naive = true};
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < K; i++) row[i] = (float)(((r + 1) * (i + 3) * 2654435761u) % 2000) * 0.001f - 1.0f;
+        quant_quantize_row(DT_Q8_0, row, w + (size_t)r * stride, K, &naive, &e);
+    }
+    for (int64_t i = 0; i < N * K; i++) x[i] = (float)((i * 7919) % 1000) * 0.001f - 0.5f;
+    WgemmAct act;
+    wgemm_act_init(&act);
+    QGemmJob *j = xcalloc(1, sizeof *j);
+    *j = (QGemmJob){w, stride, rows, &act, y, {{0}}};
+    double best = 0;
+    if (wgemm_act_prepare(&act, DT_Q8_0, x, K, N, K, &e) == 0) {
+        *path = wgemm_path_name(act.path);
+        for (int pass = 0; pass < 6; pass++) {
+            double t0 = time_now();
+            threadpool_run(pool, qgemm_worker, j);
+            double dt = time_now() - t0, g = 2.0 * (double)N * (double)K * (double)rows / dt / 1e9;
+            if (g > best) best = g;
+        }
+    }
+    for (int t = 0; t < 512; t++) wgemm_scratch_free(&j->scratch[t]);
+    free(j);
+    wgemm_act_free(&act);
+    free(w), free(x), free(y), free(row);
+    return best;
+}
+
 // ---- model ----
 
 typedef struct {
@@ -116,7 +238,22 @@ static Spread spread(double *v, int n) {
     return s;
 }
 
-static int bench_model(const CliArgs *a, ThreadPool *pool, double bw) {
+// Multiply-adds per token of prompt processing (every matrix product; attention's are left out) and whether most
+// weight bytes are in a quantized type (which decides the GEMM the figure is compared with).
+static double model_macs_per_token(const Model *m, bool *quantized) {
+    double macs = 0, qbytes = 0, all = 0;
+    for (size_t i = 0; i < m->w.n; i++) {
+        const Tensor *t = &m->w.t[i];
+        if (t->n_dims < 2 || t == m->pos_embd || (t == m->tok_embd && m->output != m->tok_embd)) continue;
+        macs += (double)t->ne[0] * (double)tensor_rows(t);
+        all += (double)t->nbytes;
+        if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16) qbytes += (double)t->nbytes;
+    }
+    *quantized = qbytes > all / 2;
+    return macs;
+}
+
+static int bench_model(const CliArgs *a, ThreadPool *pool) {
     const char *path = a->pos[0];
     Err e;
     Model m;
@@ -136,6 +273,13 @@ static int bench_model(const CliArgs *a, ThreadPool *pool, double bw) {
         rc = cli_errorf(EXIT_USAGE, "--prompt", "prompt + gen (%lld) exceed the model's context (%lld)", (long long)(np + ng), (long long)s.n_ctx);
         goto out;
     }
+    double bytes = (double)model_weight_bytes(&m);
+    // the bandwidth this model can hope for: a read over as many bytes as its weights (L3 included when they fit)
+    double bw = cli_flag_given(a, "bandwidth") ? cli_flag_float(a, "bandwidth") : measure_bandwidth(pool, (size_t)bytes);
+    bool quantized;
+    double macs = model_macs_per_token(&m, &quantized);
+    const char *gemm_path = "f32";
+    double peak = quantized ? measure_qgemm(pool, &gemm_path) : measure_gemm(pool);
     int32_t *prompt = xmalloc_array((size_t)np, sizeof *prompt);
     for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m.cfg.vocab_size);
     double *pp = xmalloc_array((size_t)reps, sizeof(double)), *tg = xmalloc_array((size_t)reps, sizeof(double));
@@ -147,6 +291,9 @@ static int bench_model(const CliArgs *a, ThreadPool *pool, double bw) {
             break;
         }
         double t1 = time_now();
+        // generation from an empty context, as llama-bench's tg test: the two figures do not depend on each other
+        model_state_reset(&s);
+        t1 = time_now();
         int32_t tok = prompt[np - 1];
         for (int64_t i = 0; i < ng && rc == EXIT_OK; i++) {
             tok = (tok + 1) % (int32_t)m.cfg.vocab_size; // content does not matter for speed
@@ -160,12 +307,14 @@ static int bench_model(const CliArgs *a, ThreadPool *pool, double bw) {
     }
     if (rc == EXIT_OK) {
         Spread P = spread(pp, (int)reps), G = spread(tg, (int)reps);
-        double bytes = (double)model_weight_bytes(&m), frac = bw > 0 ? G.med * bytes / (bw * 1e9) : 0;
+        double frac = bw > 0 ? G.med * bytes / (bw * 1e9) : 0;
+        double pp_gops = P.med * 2 * macs / 1e9, pp_frac = peak > 0 ? pp_gops / peak : 0;
         if (cli_flag_bool(a, "json")) {
-            json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:f, s:[f,f], s:f, s:[f,f], s:f, s:f}", "model", path, "threads",
-                                  threadpool_size(pool), "prompt_tokens", (json_int_t)np, "gen_tokens", (json_int_t)ng,
+            json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:f, s:[f,f], s:f, s:[f,f], s:f, s:f, s:f, s:f, s:s, s:f}", "model", path,
+                                  "threads", threadpool_size(pool), "prompt_tokens", (json_int_t)np, "gen_tokens", (json_int_t)ng,
                                   "weight_bytes", (json_int_t)bytes, "pp_tok_s", P.med, "pp_range", P.lo, P.hi, "tg_tok_s",
-                                  G.med, "tg_range", G.lo, G.hi, "bandwidth_gb_s", bw, "tg_bandwidth_fraction", frac);
+                                  G.med, "tg_range", G.lo, G.hi, "bandwidth_gb_s", bw, "tg_bandwidth_fraction", frac,
+                                  "pp_gop_s", pp_gops, "gemm_peak_gop_s", peak, "gemm_path", gemm_path, "pp_gemm_fraction", pp_frac);
             char *txt = json_dumps(j, JSON_INDENT(2));
             puts(txt);
             free(txt);
@@ -175,6 +324,9 @@ static int bench_model(const CliArgs *a, ThreadPool *pool, double bw) {
             printf("prompt processing: %8.1f tok/s (range %.1f .. %.1f, %lld tokens, %lld runs)\n", P.med, P.lo, P.hi, (long long)np, (long long)reps);
             printf("generation:        %8.1f tok/s (range %.1f .. %.1f, %lld tokens)\n", G.med, G.lo, G.hi, (long long)ng);
             if (bw > 0) printf("generation reads %.1f GB/s = %.0f%% of the measured %.1f GB/s read bandwidth\n", G.med * bytes / 1e9, 100 * frac, bw);
+            if (peak > 0)
+                printf("prompt processing computes %.0f GOP/s = %.0f%% of the measured %s GEMM peak (%.0f GOP/s)\n", pp_gops,
+                       100 * pp_frac, quantized ? gemm_path : "f32", peak);
         }
     }
     free(pp);
@@ -192,17 +344,23 @@ static int run(const CliArgs *a) {
     ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
     int rc = EXIT_OK;
     if (machine) {
-        double bw = measure_bandwidth(pool), gf = measure_gemm(pool);
+        double bw = measure_bandwidth(pool, (size_t)1 << 30), bw_small = measure_bandwidth(pool, (size_t)64 << 20);
+        double gf = measure_gemm(pool);
+        const char *qpath = "f32";
+        double qg = measure_qgemm(pool, &qpath);
         char feats[256];
         cpu_features_string(feats, sizeof feats);
         if (cli_flag_bool(a, "json"))
-            printf("{\"threads\": %d, \"read_bandwidth_gb_s\": %.2f, \"gemm_f32_gflop_s\": %.2f}\n", threadpool_size(pool), bw, gf);
+            printf("{\"threads\": %d, \"read_bandwidth_gb_s\": %.2f, \"read_bandwidth_64mib_gb_s\": %.2f, \"gemm_f32_gflop_s\": %.2f, "
+                   "\"gemm_q8_gop_s\": %.2f, \"gemm_q8_path\": \"%s\"}\n",
+                   threadpool_size(pool), bw, bw_small, gf, qg, qpath);
         else
-            printf("cpu: %s\nthreads: %d\nread bandwidth: %.2f GB/s\nf32 GEMM peak (ours, 512^3 per thread): %.1f GFLOP/s\n", feats,
-                   threadpool_size(pool), bw, gf);
+            printf("cpu: %s\nthreads: %d\nread bandwidth: %.2f GB/s (1 GiB buffer), %.2f GB/s (64 MiB buffer)\n"
+                   "f32 GEMM peak (ours, 512^3 per thread): %.1f GFLOP/s\n"
+                   "int8 GEMM peak (ours, Q8_0 weights, 128 tokens, %s): %.1f GOP/s\n",
+                   feats, threadpool_size(pool), bw, bw_small, gf, qpath, qg);
     } else {
-        double bw = cli_flag_given(a, "bandwidth") ? cli_flag_float(a, "bandwidth") : measure_bandwidth(pool);
-        rc = bench_model(a, pool, bw);
+        rc = bench_model(a, pool);
     }
     threadpool_free(pool);
     return rc;

@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "cli/cli_sampling.h"
 #include "sample/generate.h"
 
 static const CliFlag FLAGS[] = {
@@ -14,15 +14,8 @@ static const CliFlag FLAGS[] = {
     {"print-ids", 0, FLAG_BOOL, NULL, NULL, "print the generated ids (space-separated, one line) instead of text"},
     {"stop", 0, FLAG_LIST, "TEXT", NULL, "stop before this text appears in the output"},
     {"n-predict", 'n', FLAG_INT, "N", "256", "number of tokens to generate"},
-    {"temp", 0, FLAG_FLOAT, "T", "0.8", "temperature; 0 = greedy"},
-    {"top-k", 0, FLAG_INT, "K", "40", "keep the K most likely tokens (0 = off)"},
-    {"top-p", 0, FLAG_FLOAT, "P", "0.95", "nucleus sampling mass (1 = off)"},
-    {"min-p", 0, FLAG_FLOAT, "P", "0.05", "drop tokens below P x the best probability (0 = off)"},
-    {"repeat-penalty", 0, FLAG_FLOAT, "X", "1.0", "divide logits of recent tokens by X (1 = off)"},
-    {"presence-penalty", 0, FLAG_FLOAT, "X", "0", "subtract X from logits of recent tokens"},
-    {"frequency-penalty", 0, FLAG_FLOAT, "X", "0", "subtract X times the count of recent tokens"},
-    {"repeat-last-n", 0, FLAG_INT, "N", "64", "how many recent tokens the penalties see (-1 = all)"},
-    {"seed", 's', FLAG_INT, "S", NULL, "random seed (default: time-based)"},
+    CLI_SAMPLING_FLAGS,
+    CLI_SEED_FLAG,
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"ctx", 'c', FLAG_INT, "N", "0", "context length (0 = the model's, capped at 4096)"},
     {"no-bos", 0, FLAG_BOOL, NULL, NULL, "do not add the tokenizer's BOS/template tokens to the prompt"},
@@ -56,6 +49,12 @@ static int run(const CliArgs *a) {
         free(prompt);
         return cli_errorf(EXIT_USAGE, "--n-predict", "must be >= 0");
     }
+    SamplerParams sp;
+    int rc = cli_sampling_params(a, true, &sp);
+    if (rc != EXIT_OK) {
+        free(prompt);
+        return rc;
+    }
     Model m;
     if (model_load(&m, path, &e)) {
         free(prompt);
@@ -69,7 +68,6 @@ static int run(const CliArgs *a) {
         model_free(&m);
         return cli_fail(&e, path);
     }
-    int rc = EXIT_OK;
     TokenIds ids = {0};
     if (by_ids) {
         int32_t *given;
@@ -103,17 +101,6 @@ static int run(const CliArgs *a) {
         rc = cli_fail(&e, path);
         goto out;
     }
-    SamplerParams sp;
-    sampler_params_default(&sp);
-    sp.temperature = cli_flag_float(a, "temp");
-    sp.top_k = cli_flag_int(a, "top-k");
-    sp.top_p = cli_flag_float(a, "top-p");
-    sp.min_p = cli_flag_float(a, "min-p");
-    sp.repeat_penalty = cli_flag_float(a, "repeat-penalty");
-    sp.presence_penalty = cli_flag_float(a, "presence-penalty");
-    sp.frequency_penalty = cli_flag_float(a, "frequency-penalty");
-    sp.penalty_last_n = cli_flag_int(a, "repeat-last-n");
-    sp.seed = cli_flag_given(a, "seed") ? (uint64_t)cli_flag_int(a, "seed") : (uint64_t)time(NULL);
     Sampler smp;
     sampler_init(&smp, m.cfg.vocab_size, &sp);
     if (!cli_flag_bool(a, "no-echo") && !print_ids && tok) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_sampling.h"
 #include "serve/server.h"
 
 static const CliFlag FLAGS[] = {
@@ -27,11 +28,7 @@ static const CliFlag FLAGS[] = {
     {"alias", 0, FLAG_STR, "NAME", NULL, "model id in the API (default: the file name)"},
     {"web", 0, FLAG_STR, "DIR", NULL, "chat page files (default: web/ beside the binary's source tree or the current directory)"},
     {"no-web", 0, FLAG_BOOL, NULL, NULL, "do not serve the chat page"},
-    {"temp", 0, FLAG_FLOAT, "T", "0.8", "default temperature"},
-    {"top-k", 0, FLAG_INT, "K", "40", "default top-k (0 = off)"},
-    {"top-p", 0, FLAG_FLOAT, "P", "0.95", "default top-p (1 = off)"},
-    {"min-p", 0, FLAG_FLOAT, "P", "0.05", "default min-p (0 = off)"},
-    {"repeat-last-n", 0, FLAG_INT, "N", "64", "how many recent tokens the penalties see (-1 = all)"},
+    CLI_SAMPLING_FLAGS,
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"verbose", 'v', FLAG_BOOL, NULL, NULL, "log each request to stderr"},
     {NULL, 0, 0, NULL, NULL, NULL},
@@ -89,11 +86,11 @@ static int run(const CliArgs *a) {
     o.timeout_s = cli_flag_float(a, "timeout");
     o.verbose = cli_flag_bool(a, "verbose");
     o.api_key = cli_flag_given(a, "api-key") ? cli_flag_str(a, "api-key") : getenv("LOSSY_API_KEY");
-    o.defaults.temperature = cli_flag_float(a, "temp");
-    o.defaults.top_k = cli_flag_int(a, "top-k");
-    o.defaults.top_p = cli_flag_float(a, "top-p");
-    o.defaults.min_p = cli_flag_float(a, "min-p");
-    o.defaults.penalty_last_n = cli_flag_int(a, "repeat-last-n");
+    // the sampling flags are the defaults of requests that do not set a field themselves; the seed stays the server's
+    uint64_t seed = o.defaults.seed;
+    int src = cli_sampling_params(a, false, &o.defaults);
+    if (src != EXIT_OK) return src;
+    o.defaults.seed = seed;
     ChatFormat forced = CHAT_FORMAT_UNKNOWN;
     if (cli_flag_given(a, "chat-format") && chat_format_from_name(cli_flag_str(a, "chat-format"), &forced, &e))
         return cli_errorf(EXIT_USAGE, "--chat-format", "%s", e.msg);
@@ -186,6 +183,7 @@ const CliCommand cmd_serve = {
     .flags = FLAGS,
     .details = "Endpoints: POST /v1/chat/completions, POST /v1/completions (streaming with \"stream\": true), GET /v1/models,\n"
                "GET /health, and the chat page at /. Listens on 127.0.0.1 unless --host says otherwise. Requests run in\n"
-               "--parallel slots decoded together; more wait in a queue of --queue, and beyond that get 503.",
+               "--parallel slots decoded together; more wait in a queue of --queue, and beyond that get 503. The sampling flags\n"
+               "set the defaults for requests that do not give those fields.",
     .run = run,
 };

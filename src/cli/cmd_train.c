@@ -41,7 +41,7 @@ static const CliFlag FLAGS[] = {
     {"beta1", 0, FLAG_FLOAT, "X", NULL, "AdamW beta1 (default 0.9)"},
     {"beta2", 0, FLAG_FLOAT, "X", NULL, "AdamW beta2 (default 0.95)"},
     {"eval-every", 0, FLAG_INT, "N", NULL, "evaluate on the validation split every N steps, 0 = only at the end (default 250)"},
-    {"eval-tokens", 0, FLAG_INT, "N", NULL, "validation tokens per evaluation (default 65536)"},
+    {"eval-tokens", 0, FLAG_INT, "N", NULL, "validation tokens per evaluation, 0 = no evaluation (default 65536)"},
     {"sample-every", 0, FLAG_INT, "N", NULL, "print a generated sample every N steps (default 0 = never)"},
     {"sample-tokens", 0, FLAG_INT, "N", NULL, "tokens per sample (default 128)"},
     {"ckpt-every", 0, FLAG_INT, "N", NULL, "write a checkpoint every N steps (default 1000)"},
@@ -71,7 +71,6 @@ typedef struct Printer {
 
 static void on_event(void *ctx, const TrainEvent *ev) {
     Printer *p = ctx;
-    if (p->quiet && ev->kind != TRAIN_EV_CHECKPOINT) return;
     if (p->quiet) return;
     fprintf(stderr, "%s\n", ev->line);
     fflush(stderr);
@@ -131,7 +130,7 @@ static int run(const CliArgs *a) {
            apply_int(a, "stop-after", 1, &o.stop_after, ctx) | apply_int(a, "batch", 1, &o.batch, ctx) |
            apply_int(a, "seq", 2, &o.seq, ctx) | apply_int(a, "grad-accum", 1, &o.grad_accum, ctx) |
            apply_int(a, "warmup", 0, &o.lr.warmup, ctx) | apply_int(a, "eval-every", 0, &o.eval_every, ctx) |
-           apply_int(a, "eval-tokens", 1, &o.eval_tokens, ctx) | apply_int(a, "sample-every", 0, &o.sample_every, ctx) |
+           apply_int(a, "eval-tokens", 0, &o.eval_tokens, ctx) | apply_int(a, "sample-every", 0, &o.sample_every, ctx) |
            apply_int(a, "sample-tokens", 1, &o.sample_tokens, ctx) | apply_int(a, "ckpt-every", 0, &o.ckpt_every, ctx);
     bad |= apply_float(a, "minutes", 0, &o.minutes, ctx) | apply_float(a, "lr", 0, &o.lr.lr, ctx) |
            apply_float(a, "min-lr", 0, &o.lr.min_lr, ctx) | apply_float(a, "decay-frac", 0, &o.lr.decay_frac, ctx) |

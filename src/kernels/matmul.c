@@ -182,6 +182,44 @@ const char *matmul_isa_name(MatmulIsa isa) {
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+#if MATMUL_X86
+// dst[k * ld + j] = src[j * lds + k] for 16 rows j and k in [0, 16 * floor(kc / 16)), 16 x 16 register transposes;
+// returns the k reached.
+__attribute__((target("avx512f"))) static int64_t transpose16_avx512(float *dst, int64_t ld, const float *src,
+                                                                      int64_t lds, int64_t kc) {
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) {
+        __m512 r[16], t[16];
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds + k);
+        for (int i = 0; i < 16; i += 2) { // pairs of rows interleaved by element
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4) { // quads of rows, 64-bit granules
+            r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+            r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+            r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+            r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        }
+        // r[4q + c] holds, in 128-bit lane l, rows 4q..4q+3 of column 4l + c; two lane shuffles gather the quads
+        for (int i = 0; i < 4; i++) { // 128-bit lanes across quads
+            t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+            t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+            t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+            t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+        }
+        for (int i = 0; i < 4; i++) {
+            r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+            r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+            r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+            r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+        }
+        for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (k + i) * ld, r[i]); // r[i] = column k + i, rows 0..15
+    }
+    return k;
+}
+#endif
+
 // Ap: ceil(mc / mr) panels, each (kc, mr) k-major: Ap[p*mr*kc + k*mr + i] = op(A)(p*mr + i, k), zero past mc.
 static void pack_a(float *Ap, const float *A, int64_t rsa, int64_t csa, int64_t mc, int64_t kc, int mr) {
     if (csa == 1) {
@@ -219,8 +257,30 @@ static void pack_b(float *Bp, const float *B, int64_t rsb, int64_t csb, int64_t 
             for (int64_t q0 = 0; q0 < nc; q0 += nr)
                 memcpy(Bp + q0 * kc + k * nr, src + q0, (size_t)min64(nr, nc - q0) * sizeof(float));
         }
+    } else if (rsb == 1) {
+        // Columns of op(B) are contiguous in k (B = W^T for an (OUT, IN) weight). Panel by panel, 8 k at a time:
+        // the nr source rows are read a few lines each and the panel is written in order, so neither side
+        // scatters single floats over a block larger than L1 (which made this the GEMM's main cost).
+        for (int64_t q0 = 0; q0 < nc; q0 += nr) {
+            int64_t n = min64(nr, nc - q0);
+            float *dst = Bp + q0 * kc;
+            int64_t k = 0;
+#if MATMUL_X86
+            if (nr % 16 == 0 && cpu_features()->avx512f) {
+                for (int64_t j0 = 0; j0 + 16 <= n; j0 += 16) k = transpose16_avx512(dst + j0, nr, B + (q0 + j0) * csb, csb, kc);
+                for (int64_t j0 = n / 16 * 16; j0 < n; j0++)
+                    for (int64_t kk = 0; kk < k; kk++) dst[kk * nr + j0] = B[(q0 + j0) * csb + kk];
+            }
+#endif
+            for (; k + 8 <= kc; k += 8)
+                for (int64_t j = 0; j < n; j++) {
+                    const float *src = B + (q0 + j) * csb + k;
+                    for (int kk = 0; kk < 8; kk++) dst[(k + kk) * nr + j] = src[kk];
+                }
+            for (; k < kc; k++)
+                for (int64_t j = 0; j < n; j++) dst[k * nr + j] = B[(q0 + j) * csb + k];
+        }
     } else {
-        // Columns of op(B) are contiguous in k (B = W^T for an (OUT, IN) weight): read each once.
         for (int64_t j = 0; j < nc; j++) {
             const float *src = B + j * csb;
             float *dst = Bp + (j / nr) * nr * kc + j % nr;

@@ -4,14 +4,17 @@
 // order — and with it every rounding — is the one the single-threaded GEMM uses. Splitting K instead would need a
 // reduction whose order depends on the thread count. Rows are cut in multiples of 16 and columns in multiples of
 // 32 so that nearly every register tile of the micro-kernels (14 or 6 rows, 32 or 16 columns) stays full.
+// (Threads share nothing, so each packs its own blocks; sharing one packed B panel between threads is the next
+// step for many cores, where repeated packing grows with the thread count.)
 #include "kernels/matmul_mt.h"
 
 #include <string.h>
 
 #include "kernels/matmul.h"
 
-// Below this many multiply-adds a product runs on the calling thread: a worker wake-up costs a few microseconds.
-#define MT_MIN_WORK ((int64_t)1 << 18)
+// Below this many multiply-adds (~10 us of one core) a product runs on the calling thread: waking workers costs
+// microseconds, and far more when the machine is oversubscribed and a worker has to be scheduled first.
+#define MT_MIN_WORK ((int64_t)1 << 20)
 
 typedef struct GemmJob {
     int64_t M, N, K;
@@ -58,8 +61,12 @@ void matmul_gemm_mt(ThreadPool *pool, int64_t M, int64_t N, int64_t K, const flo
         matmul_gemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
         return;
     }
-    // Cut the dimension that gives every thread a meaningful block: rows unless there are too few of them.
-    j.by_rows = M >= 16 * (int64_t)nth * 2 || M >= N;
+    // Each thread packs the whole of the operand it does not cut: cutting rows repeats B's packing (K x N) on every
+    // thread, cutting columns repeats A's (M x K). Cut the larger of M and N (unless it is too small to share).
+    // An output head with a large vocabulary (N = V) and a small batch (B4 x T64: M = 256) are the cases where this
+    // matters: the wrong cut there costs a quarter of the product in repeated packing.
+    bool rows_ok = M >= 16 * (int64_t)nth, cols_ok = N >= 32 * (int64_t)nth;
+    j.by_rows = rows_ok && (M >= N || !cols_ok);
     threadpool_run(pool, gemm_worker, &j);
 }
 
@@ -88,12 +95,22 @@ static void bias_worker(void *ctx, int ith, int nth) {
     }
 }
 
+void matmul_backward_dx_mt(ThreadPool *pool, float *dx, const float *dy, const float *w, int64_t N, int64_t IN,
+                           int64_t OUT, bool accumulate) {
+    // dx (N, IN) (+)= dy (N, OUT) W (OUT, IN)
+    matmul_gemm_mt(pool, N, IN, OUT, dy, OUT, 1, w, IN, 1, dx, IN, accumulate);
+}
+
+void matmul_backward_dw_mt(ThreadPool *pool, float *dw, const float *dy, const float *x, int64_t N, int64_t IN,
+                           int64_t OUT) {
+    // dw (OUT, IN) += dy^T (OUT, N) x (N, IN): op(A) element (o, n) = dy[n * OUT + o]
+    matmul_gemm_mt(pool, OUT, IN, N, dy, 1, OUT, x, IN, 1, dw, IN, true);
+}
+
 void matmul_backward_mt(ThreadPool *pool, float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int64_t N, int64_t IN, int64_t OUT) {
-    // dx (N, IN) += dy (N, OUT) W (OUT, IN)
-    if (dx) matmul_gemm_mt(pool, N, IN, OUT, dy, OUT, 1, w, IN, 1, dx, IN, true);
-    // dw (OUT, IN) += dy^T (OUT, N) x (N, IN): op(A) element (o, n) = dy[n * OUT + o]
-    if (dw) matmul_gemm_mt(pool, OUT, IN, N, dy, 1, OUT, x, IN, 1, dw, IN, true);
+    if (dx) matmul_backward_dx_mt(pool, dx, dy, w, N, IN, OUT, true);
+    if (dw) matmul_backward_dw_mt(pool, dw, dy, x, N, IN, OUT);
     if (db) {
         BiasJob j = {db, dy, N, OUT};
         if (N * OUT < MT_MIN_WORK) bias_worker(&j, 0, 1);

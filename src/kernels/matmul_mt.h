@@ -32,6 +32,13 @@ void matmul_backward_mt(ThreadPool *pool,
                         const float *w,  // (OUT, IN)
                         int64_t N, int64_t IN, int64_t OUT);
 
+// The two products of the backward separately. dx = dy W, or dx += dy W with accumulate (the first contribution to
+// a gradient can overwrite instead of needing a zeroed buffer); dw += dy^T x.
+void matmul_backward_dx_mt(ThreadPool *pool, float *dx, const float *dy, const float *w, int64_t N, int64_t IN,
+                           int64_t OUT, bool accumulate);
+void matmul_backward_dw_mt(ThreadPool *pool, float *dw, const float *dy, const float *x, int64_t N, int64_t IN,
+                           int64_t OUT);
+
 // C = op(A) op(B) (+ C), as matmul_gemm, with C's rows (or columns) split over the pool.
 void matmul_gemm_mt(ThreadPool *pool, int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,
                     const float *B, int64_t rsb, int64_t csb, float *C, int64_t ldc, bool accumulate);

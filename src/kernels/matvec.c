@@ -104,28 +104,44 @@ int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e)
         a->s32 = xmalloc_array((size_t)n / 32 + 1, sizeof(int16_t));
         a->cap = (size_t)n;
     }
+    // group sums serve the K-quant kernels only (their mins and Q6_K's offset)
+    matvec_quantize_act(x, n, a->bs, a->q, a->d, a->bs == 256 ? a->s16 : NULL);
+    if (a->bs != 256) return 0;
+    for (int64_t g = 0; g < n / 32; g++) a->s32[g] = (int16_t)(a->s16[2 * g] + a->s16[2 * g + 1]);
+    return 0;
+}
+
+static void quantize_act_scalar(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16) {
     // Symmetric int8 per block: q = round(x * 127 / max|x|), d = max|x| / 127. Non-finite x makes garbage, as a
     // float product would; callers check activations where that matters.
-    const int bs = a->bs;
     for (int64_t b = 0; b < n / bs; b++) {
         const float *xb = x + b * bs;
         float amax = 0;
         for (int i = 0; i < bs; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
         float id = amax > 0 ? 127.0f / amax : 0.0f;
-        a->d[b] = amax / 127.0f;
-        int8_t *qb = a->q + b * bs;
+        d[b] = amax / 127.0f;
+        int8_t *qb = q + b * bs;
         for (int i = 0; i < bs; i++) {
             float v = nearbyintf(xb[i] * id);
             qb[i] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
         }
     }
-    for (int64_t g = 0; g < n / 16; g++) {
-        int s = 0;
-        for (int i = 0; i < 16; i++) s += a->q[g * 16 + i];
-        a->s16[g] = (int16_t)s;
+    if (s16)
+        for (int64_t g = 0; g < n / 16; g++) {
+            int s = 0;
+            for (int i = 0; i < 16; i++) s += q[g * 16 + i];
+            s16[g] = (int16_t)s;
+        }
+}
+
+void matvec_quantize_act(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16) {
+#ifdef LOSSY_MATVEC_X86
+    if (matvec_current_path() == KERNEL_AVX512) {
+        matvec_quantize_act_avx512(x, n, bs, q, d, s16);
+        return;
     }
-    for (int64_t g = 0; g < n / 32; g++) a->s32[g] = (int16_t)(a->s16[2 * g] + a->s16[2 * g + 1]);
-    return 0;
+#endif
+    quantize_act_scalar(x, n, bs, q, d, s16);
 }
 
 // ---- scalar kernels ----

@@ -50,6 +50,12 @@ void matvec_act_init(MatvecAct *a);
 void matvec_act_free(MatvecAct *a);
 // Prepare x (n = cols) for products with weights of type t. Fails for unsupported t or n not a whole number of blocks.
 int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e);
+// The activation quantization every int8 kernel uses, exposed for the prompt GEMM (wgemm.c): blocks of bs (32 or 256)
+// elements, q = round-to-nearest-even(x * 127 / max|x|) clamped to [-127, 127], d = max|x| / 127 per block, and
+// s16 (may be NULL) the sum of each 16 consecutive q. n must be a multiple of bs. Vectorized where the CPU allows;
+// every path gives the same bits.
+void matvec_quantize_act(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16);
+
 // Whether an act prepared (for any type) can serve weights of type t: float and generic types use x itself, Q8_0 and
 // Q4_0 share 32-element activation blocks, Q4_K/Q5_K/Q6_K share 256-element ones. One x multiplied by several
 // matrices (q, k, v; gate, up) is prepared once. n must also match. An act that does not fit still gives the right

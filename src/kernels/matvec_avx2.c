@@ -66,6 +66,7 @@ T_AVX2 INLINE float bf16_1(const uint8_t *p) { return bf16_to_fp32(load_u16le(p)
             __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);                           \
             for (int r = 0; r < R; r++) {                                                                  \
                 const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
+                if (esize == 4 || (i & 16) == 0) matvec_prefetch(row, 64, MATVEC_PF_ROWS * stride);        \
                 acc[r][0] = _mm256_fmadd_ps(load8(row), x0, acc[r][0]);                                    \
                 acc[r][1] = _mm256_fmadd_ps(load8(row + 8 * esize), x1, acc[r][1]);                        \
             }                                                                                              \
@@ -102,6 +103,7 @@ T_AVX2 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
+            matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride);
             __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(load256(b->qs), xv)), acc[r]);
         }
@@ -121,6 +123,7 @@ T_AVX2 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
+            if ((i & 1) == 0) matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride); // 36 bytes a pair
             __m128i raw = load128(b->qs);
             // Low nibbles are elements 0..15, high nibbles 16..31; minus 8 gives the signed quants.
             __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);
@@ -170,6 +173,7 @@ T_AVX2 static void avx2_q4_k(const uint8_t *w, size_t stride, int64_t nrows, con
         __m256 acc = _mm256_setzero_ps();
         float corr = 0;
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             __m256i sumi;
             int summ;
             k4_block(b[i].scales, b[i].qs, NULL, a->q + 256 * i, a->s32 + 8 * i, &sumi, &summ);
@@ -187,6 +191,7 @@ T_AVX2 static void avx2_q5_k(const uint8_t *w, size_t stride, int64_t nrows, con
         __m256 acc = _mm256_setzero_ps();
         float corr = 0;
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             __m256i sumi;
             int summ;
             k4_block(b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i, a->s32 + 8 * i, &sumi, &summ);
@@ -204,6 +209,7 @@ T_AVX2 static void avx2_q6_k(const uint8_t *w, size_t stride, int64_t nrows, con
         const BlockQ6_K *b = (const BlockQ6_K *)(w + (size_t)r * stride);
         __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             const int8_t *xq = a->q + 256 * i;
             uint8_t sc[16];
             memcpy(sc, b[i].scales, 16);

@@ -59,6 +59,7 @@ T_AVX512 INLINE __m512 bf16x16(const uint8_t *p, __mmask16 m) {
             __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);                          \
             for (int r = 0; r < R; r++) {                                                                  \
                 const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
+                matvec_prefetch(row, 32 * esize, MATVEC_PF_ROWS * stride);                                 \
                 acc[r][0] = _mm512_fmadd_ps(load(row, 0xffff), x0, acc[r][0]);                             \
                 acc[r][1] = _mm512_fmadd_ps(load(row + 16 * esize, 0xffff), x1, acc[r][1]);                \
             }                                                                                              \
@@ -93,6 +94,7 @@ T_AVX512 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct 
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
+            matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride);
             __m256i wv = load256(b->qs);
             __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
@@ -122,6 +124,7 @@ T_AVX512 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct 
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
+            if ((i & 1) == 0) matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride); // 36 bytes a pair
             __m256i u = _mm256_and_si256(_mm256_broadcastsi128_si256(load128(b->qs)), mask);
             __m256i p = _mm256_dpbusd_epi32(start, u, xv);
             __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
@@ -179,6 +182,7 @@ T_AVX512 static void avx512_q4_k(const uint8_t *w, size_t stride, int64_t nrows,
         __m512 acc = _mm512_setzero_ps();
         float corr = 0;
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             int summ;
             __m512i sumi = k4_block(b[i].scales, b[i].qs, NULL, a->q + 256 * i, a->s32 + 8 * i, idx, &summ);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm512_cvtepi32_ps(sumi), acc);
@@ -197,6 +201,7 @@ T_AVX512 static void avx512_q5_k(const uint8_t *w, size_t stride, int64_t nrows,
         __m512 acc = _mm512_setzero_ps();
         float corr = 0;
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             int summ;
             __m512i sumi = k4_block(b[i].scales, b[i].qs, b[i].qh, a->q + 256 * i, a->s32 + 8 * i, idx, &summ);
             acc = _mm512_fmadd_ps(_mm512_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm512_cvtepi32_ps(sumi), acc);
@@ -221,6 +226,7 @@ T_AVX512 static void avx512_q6_k(const uint8_t *w, size_t stride, int64_t nrows,
         const BlockQ6_K *b = (const BlockQ6_K *)(w + (size_t)r * stride);
         __m256 acc = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
+            matvec_prefetch((const uint8_t *)&b[i], sizeof b[i], MATVEC_PF_ROWS * stride);
             const int8_t *xq = a->q + 256 * i;
             __m256i sc16 = _mm256_cvtepi8_epi16(load128(b[i].scales));
             __m512i scv = _mm512_castsi256_si512(sc16);
@@ -243,6 +249,42 @@ T_AVX512 static void avx512_q6_k(const uint8_t *w, size_t stride, int64_t nrows,
             acc = _mm256_fmadd_ps(_mm256_set1_ps(half_f16c(b[i].d) * a->d[i]), _mm256_cvtepi32_ps(s8), acc);
         }
         y[r] = hsum8(acc);
+    }
+}
+
+// Activation quantization (matvec.h), 16 lanes at a time; the same float operations as the scalar loop, so the same
+// bits: max|x| is exact in any order, x * id rounds once, roundscale is round-to-nearest-even like nearbyintf.
+T_AVX512 void matvec_quantize_act_avx512(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16) {
+    const __m512 lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+    for (int64_t b = 0; b < n / bs; b++) {
+        const float *xb = x + b * bs;
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < bs; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + i)));
+        float amax = _mm512_reduce_max_ps(m);
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        const __m512 idv = _mm512_set1_ps(id);
+        for (int i = 0; i < bs; i += 16) {
+            __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(xb + i), idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m512i qi = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(v, lim), nlim));
+            _mm_storeu_si128((__m128i *)(q + b * bs + i), _mm512_cvtepi32_epi8(qi));
+        }
+    }
+    if (!s16) return;
+    // Sums of 16 quants: psadbw adds 8 bytes per 64-bit lane (taken unsigned: q + 128, so subtract 8 * 128), and
+    // adjacent lanes make a group of 16.
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    int64_t g = 0;
+    for (; g + 4 <= n / 16; g += 4) {
+        __m512i sad = _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(q + 16 * g), bias), _mm512_setzero_si512());
+        int64_t lanes[8];
+        _mm512_storeu_si512(lanes, sad);
+        for (int k = 0; k < 4; k++) s16[g + k] = (int16_t)(lanes[2 * k] + lanes[2 * k + 1] - 16 * 128);
+    }
+    for (; g < n / 16; g++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += q[16 * g + i];
+        s16[g] = (int16_t)sum;
     }
 }
 

@@ -30,10 +30,20 @@ const float *matvec_f16_table(void);
 // Rows per pass in the vector kernels: independent accumulator chains, and activations loaded once per pass.
 #define MATVEC_ROWS 4
 
+// Software prefetch: while a kernel reads bytes [p, p + n) of a row it asks for the same bytes MATVEC_ROWS rows
+// further on (the next pass, rows being contiguous), so every line of the matrix is requested about one pass before
+// it is needed. The hardware streamer alone leaves a third of the read bandwidth unused on these short interleaved
+// row streams (measured: 27 vs 37 GB/s on 2 threads for a plain sequential read, and 2x on the Q8_0 kernel).
+#define MATVEC_PF_ROWS MATVEC_ROWS
+static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t *p, size_t n, size_t ahead) {
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + ahead + o, 0, 3);
+}
+
 #if defined(__x86_64__)
 #define LOSSY_MATVEC_X86 1
 void matvec_kernels_avx2(MatvecKernels *k);
 void matvec_kernels_avx512(MatvecKernels *k);
+void matvec_quantize_act_avx512(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16);
 #endif
 
 #endif

@@ -4,8 +4,11 @@
 // file, its metadata is carried over as it is (tokenizer, template, provenance) and only the file type changes.
 // When the source is a Hugging Face llama checkpoint, q/k rows are permuted into the interleaved rope order that
 // GGUF llama files use (llama.cpp's converter does the same); qwen2 files keep the neox order.
+// Per-tensor types follow llama.cpp's llama_tensor_get_type for the types lossy writes (see convert.h).
 #include "model/convert.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,24 +27,60 @@ void convert_permute_qk_rows(void *dst, const void *src, int64_t n_head, int64_t
         }
 }
 
-static uint32_t file_type_of(DType t) {
+// general.file_type as llama.cpp numbers its llama_ftype values.
+static uint32_t file_type_of(DType t, ConvertMix mix) {
     switch (t) {
     case DT_F32: return 0;
     case DT_F16: return 1;
     case DT_Q4_0: return 2;
     case DT_Q8_0: return 7;
+    case DT_Q4_K: return mix == CONVERT_MIX_M ? 15 : 14; // MOSTLY_Q4_K_M / MOSTLY_Q4_K_S
+    case DT_Q5_K: return mix == CONVERT_MIX_M ? 17 : 16; // MOSTLY_Q5_K_M / MOSTLY_Q5_K_S
+    case DT_Q6_K: return 18;
     case DT_BF16: return 32;
     default: return 0;
     }
 }
 
-// The dtype a tensor is written in: matrices take the requested type when their rows fit its blocks (else a
-// fallback as llama.cpp does), vectors stay F32.
-static DType pick_dtype(const Tensor *t, DType want) {
+// llama.cpp's choice of the layers that get more bits in the _M mixes: the first and last eighth, and every third
+// layer in between.
+static bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+static int64_t layer_of(const char *name) {
+    long long l = -1;
+    if (sscanf(name, "blk.%lld.", &l) != 1) return -1;
+    return (int64_t)l;
+}
+
+// A type the row length does not fit: llama.cpp falls back to Q5_0/Q5_1/Q8_0 for Q4_K/Q5_K/Q6_K; lossy writes
+// Q8_0 for all three (it has no Q5_0/Q5_1 encoder; Q8_0 costs more bytes and loses less), then F16.
+static DType fit_rows(DType want, int64_t cols) {
+    if (cols % (int64_t)dtype_info(want)->block_size == 0) return want;
+    if (want == DT_F32) return DT_F32;
+    if ((want == DT_Q4_K || want == DT_Q5_K || want == DT_Q6_K) && cols % 32 == 0) return DT_Q8_0;
+    return DT_F16;
+}
+
+DType convert_tensor_type(const Model *m, const Tensor *t, const ConvertOpts *o) {
     if (t->n_dims < 2) return DT_F32;
-    const DTypeInfo *di = dtype_info(want);
-    if (t->ne[0] % di->block_size == 0) return want;
-    return (want == DT_F32) ? DT_F32 : DT_F16;
+    DType want = o->dtype;
+    const bool quantized = want != DT_F32 && want != DT_F16 && want != DT_BF16;
+    if (o->mix != CONVERT_MIX_NONE && quantized) {
+        const char *n = t->name;
+        bool tied = m->output == m->tok_embd;
+        bool is_output = strcmp(n, "output.weight") == 0 || (tied && strcmp(n, "token_embd.weight") == 0);
+        if (is_output) {
+            if (t->ne[0] % 256 != 0) want = DT_Q8_0;
+            else if (want != DT_Q8_0) want = DT_Q6_K;
+        } else if (o->mix == CONVERT_MIX_M) {
+            int64_t l = layer_of(n), L = m->cfg.n_layer;
+            if (l >= 0 && (strstr(n, ".attn_v.weight") || strstr(n, ".ffn_down.weight")) && use_more_bits(l, L))
+                want = DT_Q6_K;
+            else if (strstr(n, ".attn_qkv.weight"))
+                want = want == DT_Q4_K ? DT_Q5_K : DT_Q6_K;
+        }
+    }
+    return fit_rows(want, t->ne[0]);
 }
 
 typedef struct Owned {
@@ -53,8 +92,37 @@ static void *own(Owned *o, size_t bytes) {
     return o->p[o->n++] = xmalloc(bytes);
 }
 
+typedef struct RowJob {
+    const Tensor *t;
+    DType to;
+    uint8_t *dst;
+    size_t in_row, out_row;
+    int64_t cols, rows;
+    int64_t bad_row;  // first failing row (rows when none)
+    Err err;          // its error
+    pthread_mutex_t mu;
+} RowJob;
+
+// Rows in interleaved blocks of 16, so threads share the work evenly whatever the tensor's height.
+static void row_worker(void *ctx, int ith, int nth) {
+    RowJob *j = ctx;
+    float *row = xmalloc_array((size_t)j->cols, sizeof(float));
+    Err e;
+    for (int64_t b = ith; b * 16 < j->rows; b += nth)
+        for (int64_t r = b * 16; r < j->rows && r < b * 16 + 16; r++) {
+            if (quant_dequantize_row((DType)j->t->type, (const uint8_t *)j->t->data + (size_t)r * j->in_row, row, j->cols, &e) ||
+                quant_quantize_row(j->to, row, j->dst + (size_t)r * j->out_row, j->cols, NULL, &e)) {
+                pthread_mutex_lock(&j->mu);
+                if (r < j->bad_row) j->bad_row = r, j->err = e;
+                pthread_mutex_unlock(&j->mu);
+                break;
+            }
+        }
+    free(row);
+}
+
 // Convert t's data into dtype `to` (a new buffer unless the type already matches).
-static int convert_data(const Tensor *t, DType to, Owned *ow, const void **out, size_t *nbytes, Err *e) {
+static int convert_data(const Tensor *t, DType to, ThreadPool *pool, Owned *ow, const void **out, size_t *nbytes, Err *e) {
     const int64_t cols = t->ne[0], rows = tensor_rows(t);
     size_t out_row, in_row;
     if (quant_row_bytes(to, cols, &out_row, e) || quant_row_bytes((DType)t->type, cols, &in_row, e)) return err_prefix(e, "tensor '%s': ", t->name);
@@ -63,17 +131,19 @@ static int convert_data(const Tensor *t, DType to, Owned *ow, const void **out, 
         *out = t->data;
         return 0;
     }
-    uint8_t *dst = own(ow, *nbytes);
-    float *row = xmalloc_array((size_t)cols, sizeof(float));
-    for (int64_t r = 0; r < rows; r++) {
-        if (quant_dequantize_row((DType)t->type, (const uint8_t *)t->data + (size_t)r * in_row, row, cols, e) ||
-            quant_quantize_row(to, row, dst + (size_t)r * out_row, cols, NULL, e)) {
-            free(row);
-            return err_prefix(e, "tensor '%s' row %lld: ", t->name, (long long)r);
-        }
+    RowJob j;
+    memset(&j, 0, sizeof j);
+    j.t = t, j.to = to, j.dst = own(ow, *nbytes), j.in_row = in_row, j.out_row = out_row, j.cols = cols, j.rows = rows;
+    j.bad_row = rows;
+    pthread_mutex_init(&j.mu, NULL);
+    if (rows * cols < 65536) row_worker(&j, 0, 1);
+    else threadpool_run(pool, row_worker, &j);
+    pthread_mutex_destroy(&j.mu);
+    if (j.bad_row < rows) {
+        *e = j.err;
+        return err_prefix(e, "tensor '%s' row %lld: ", t->name, (long long)j.bad_row);
     }
-    free(row);
-    *out = dst;
+    *out = j.dst;
     return 0;
 }
 
@@ -109,8 +179,11 @@ static void set_arch_keys(GGUFWriter *w, const ModelConfig *c) {
 int model_write_gguf(const Model *m, const Tokenizer *tok, const char *path, const ConvertOpts *o, Err *e) {
     const ModelConfig *c = &m->cfg;
     DType want = o->dtype;
-    if (want != DT_F32 && want != DT_F16 && want != DT_BF16 && want != DT_Q8_0 && want != DT_Q4_0)
-        return ERR(e, "convert writes f32, f16, bf16, q8_0 or q4_0 (got %s)", dtype_name(want));
+    if (want != DT_F32 && want != DT_F16 && want != DT_BF16 && want != DT_Q8_0 && want != DT_Q4_0 && want != DT_Q4_K &&
+        want != DT_Q5_K && want != DT_Q6_K)
+        return ERR(e, "GGUF files are written in f32, f16, bf16, q8_0, q4_0, q4_K, q5_K or q6_K (got %s)", dtype_name(want));
+    if (o->mix == CONVERT_MIX_M && want != DT_Q4_K && want != DT_Q5_K)
+        return ERR(e, "the _M mixes are defined for q4_K and q5_K (got %s)", dtype_name(want));
     if (c->rope_scaling == ROPE_SCALING_LLAMA3 && c->arch != ARCH_LLAMA)
         return ERR(e, "llama3 rope scaling is only written for the llama architecture");
     GGUFWriter *w = gguf_writer_new();
@@ -132,20 +205,21 @@ int model_write_gguf(const Model *m, const Tokenizer *tok, const char *path, con
     }
     if (o->name) gguf_writer_set_str(w, "general.name", o->name);
     if (o->chat_template) gguf_writer_set_str(w, "tokenizer.chat_template", o->chat_template);
-    gguf_writer_set_u32(w, "general.file_type", file_type_of(want));
+    gguf_writer_set_u32(w, "general.file_type", file_type_of(want, o->mix));
     gguf_writer_set_u32(w, "general.quantization_version", 2);
     // llama.cpp reads q/k of "llama" files in the interleaved rope order
     const bool permute = c->arch == ARCH_LLAMA && c->rope_style == ROPE_STYLE_NEOX;
     for (size_t i = 0; i < m->w.n && rc == 0; i++) {
         const Tensor *t = &m->w.t[i];
         if (c->tied_embeddings && strcmp(t->name, "output.weight") == 0) continue;
-        DType to = pick_dtype(t, want);
+        DType to = convert_tensor_type(m, t, o);
         const void *data = NULL;
         size_t nbytes = 0;
-        if (convert_data(t, to, &ow, &data, &nbytes, e)) {
+        if (convert_data(t, to, o->pool, &ow, &data, &nbytes, e)) {
             rc = -1;
             break;
         }
+        if (o->on_tensor) o->on_tensor(o->ctx, t->name, (DType)t->type, to, nbytes);
         const char *suffix = strrchr(t->name, '.');
         bool is_q = strstr(t->name, ".attn_q.") != NULL, is_k = strstr(t->name, ".attn_k.") != NULL;
         if (permute && (is_q || is_k) && suffix) {

@@ -1,12 +1,15 @@
 // model.c — loading, weight binding and the inference forward pass of the one transformer (see model.h).
 //
-// Per token (llm.c style, every step visible):
+// Per token (llm.c style, every step visible; a prompt chunk runs the same steps on (tokens, width) blocks):
 //   x = tok_embd[token] (+ position_embd[pos])
 //   per layer: xb = norm(x); q,k,v = Wq/Wk/Wv xb (+b) or split(Wqkv xb + b); rope(q, k); cache k, v;
 //              x += Wo attention(q, cache) (+b); xb = norm(x); x += Wdown act(Wgate xb) * (Wup xb)   (gated)
 //                                                              or x += Wdown act(Wup xb + b) + b     (plain)
 //   logits = Woutput norm(x)
 // Matrix products run on the thread pool, rows split across threads; activations are quantized once per product.
+// Decoding multiplies one token per state (model_forward_batch shares each weight read across states); prompt chunks
+// of up to MODEL_CHUNK tokens multiply whole blocks (wgemm.h: AMX int8 or f32 GEMM), which is where prompt
+// processing gets its speed. Results never depend on the thread count: every split is over output rows or jobs.
 #include "model/model.h"
 
 #include <errno.h>
@@ -17,10 +20,11 @@
 #include "formats/hfconfig.h"
 #include "formats/llama2c.h"
 #include "kernels/activation.h"
-#include "kernels/attention.h"
+#include "kernels/attn_decode.h"
 #include "kernels/norm.h"
 #include "kernels/quant.h"
 #include "kernels/rope.h"
+#include "kernels/wgemm.h"
 
 // ---------------------------------------------------------------------------------------------------------------
 // binding
@@ -242,7 +246,68 @@ size_t model_weight_bytes(const Model *m) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// ---------------------------------------------------------------------------------------------------------------
 // inference state
+
+// Prompt chunks (model_forward over several tokens) run on these (tokens, width) buffers: every product is one
+// token-block GEMM (wgemm.h) that reads each weight once per chunk. Allocated on first use and grown to the largest
+// chunk seen, so the per-token path never allocates.
+#define MODEL_CHUNK 128 // tokens per chunk: big enough to amortize the weight reads and panel unpacking
+#define ATT_ROWS 64     // query rows per attention job in a chunk
+
+struct ModelBatch {
+    int64_t cap;                // tokens the buffers hold
+    float *x;                   // (cap, C) residual stream
+    float *xb;                  // (cap, C) normed input of a sub-block
+    float *qkv;                 // (cap, QKV) q | k | v of each token
+    float *att;                 // (cap, H*hd) attention output
+    float *hb, *hb2;            // (cap, F) MLP hidden
+    float *tmp;                 // (cap, C) projection output
+    float *rope_cos, *rope_sin; // (cap, rope_dim/2)
+    int64_t *pos;               // (cap)
+    WgemmAct act[MODEL_MAX_ACTS];
+    int n_threads;
+    WgemmScratch *wscratch;     // (n_threads)
+    float *att_scratch;         // (n_threads, att_stride) attention scores
+    size_t att_stride;
+};
+
+static void batch_free(ModelBatch *b) {
+    if (!b) return;
+    free(b->x), free(b->xb), free(b->qkv), free(b->att), free(b->hb), free(b->hb2), free(b->tmp);
+    free(b->rope_cos), free(b->rope_sin), free(b->pos);
+    for (int i = 0; i < MODEL_MAX_ACTS; i++) wgemm_act_free(&b->act[i]);
+    for (int i = 0; i < b->n_threads; i++) wgemm_scratch_free(&b->wscratch[i]);
+    free(b->wscratch), free(b->att_scratch);
+    free(b);
+}
+
+static ModelBatch *batch_get(ModelState *s, int64_t T) {
+    if (s->batch && s->batch->cap >= T) return s->batch;
+    batch_free(s->batch);
+    const ModelConfig *c = &s->m->cfg;
+    const int64_t C = c->n_embd, F = c->n_ff, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
+    const int64_t QKV = (H + 2 * Hkv) * hd, half = c->rope_dim > 0 ? c->rope_dim / 2 : 1;
+    ModelBatch *b = xcalloc(1, sizeof *b);
+    b->cap = T;
+    b->x = xmalloc_array((size_t)(T * C), sizeof(float));
+    b->xb = xmalloc_array((size_t)(T * C), sizeof(float));
+    b->qkv = xmalloc_array((size_t)(T * QKV), sizeof(float));
+    b->att = xmalloc_array((size_t)(T * H * hd), sizeof(float));
+    b->hb = xmalloc_array((size_t)(T * F), sizeof(float));
+    b->hb2 = xmalloc_array((size_t)(T * F), sizeof(float));
+    b->tmp = xmalloc_array((size_t)(T * C), sizeof(float));
+    b->rope_cos = xmalloc_array((size_t)(T * half), sizeof(float));
+    b->rope_sin = xmalloc_array((size_t)(T * half), sizeof(float));
+    b->pos = xmalloc_array((size_t)T, sizeof(int64_t));
+    for (int i = 0; i < MODEL_MAX_ACTS; i++) wgemm_act_init(&b->act[i]);
+    b->n_threads = threadpool_size(s->pool);
+    b->wscratch = xcalloc((size_t)b->n_threads, sizeof *b->wscratch);
+    b->att_stride = (size_t)attn_chunk_scratch_size(ATT_ROWS, s->n_ctx);
+    b->att_scratch = xmalloc_array(b->att_stride * (size_t)b->n_threads, sizeof(float));
+    s->batch = b;
+    return b;
+}
 
 int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *pool, Err *e) {
     memset(s, 0, sizeof *s);
@@ -271,8 +336,8 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     int64_t half = c->rope_dim > 0 ? c->rope_dim / 2 : 1;
     s->rope_cos = xmalloc_array((size_t)half, sizeof(float));
     s->rope_sin = xmalloc_array((size_t)half, sizeof(float));
-    // one scratch row block per thread: threads split the KV heads
-    size_t per = (size_t)attention_cached_scratch_size(1, n_ctx - 1, H);
+    // one scratch block per thread: threads split the KV heads
+    size_t per = (size_t)attn_decode_scratch_size(H / Hkv, n_ctx);
     s->att_scratch = xmalloc_array(per * (size_t)threadpool_size(pool), sizeof(float));
     s->att_scratch_stride = per;
     for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_init(&s->act[i]);
@@ -294,103 +359,22 @@ void model_state_free(ModelState *s) {
     free(s->rope_sin);
     free(s->att_scratch);
     for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_free(&s->act[i]);
+    batch_free(s->batch);
     memset(s, 0, sizeof *s);
 }
 
 void model_state_reset(ModelState *s) { s->pos = 0; }
 
 // ---------------------------------------------------------------------------------------------------------------
-// forward
+// shared steps
 
-// Several products sharing one input x (q/k/v; gate/up): one pool run covers all their rows, so threads
-// synchronise once per group instead of once per matrix. x is quantized once per distinct weight type.
-typedef struct Proj {
-    const Tensor *w;
-    const float *bias; // or NULL
-    float *y;          // (rows of w)
-    size_t stride;     // bytes per row
-    const MatvecAct *act;
-} Proj;
-
-typedef struct ProjJob {
-    Proj *p;
-    int n;
-    int64_t total_rows;
-} ProjJob;
-
-static void proj_worker(void *ctx, int ith, int nth) {
-    ProjJob *j = ctx;
-    int64_t r0, r1;
-    threadpool_split(j->total_rows, ith, nth, &r0, &r1);
-    int64_t base = 0;
-    for (int i = 0; i < j->n && r0 < r1; i++) {
-        Proj *p = &j->p[i];
-        int64_t rows = tensor_rows(p->w), a = r0 - base, b = r1 - base;
-        if (a < 0) a = 0;
-        if (b > rows) b = rows;
-        if (a < b) matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, p->act, p->y);
-        base += rows;
-    }
-}
-
-static int project_many(ModelState *s, const float *x, Proj *p, int n, Err *e) {
-    int64_t total = 0;
-    size_t bytes = 0;
-    int n_acts = 0;
-    for (int i = 0; i < n; i++) {
-        const Tensor *w = p[i].w;
-        if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
-        p[i].act = NULL;
-        for (int k = 0; k < n_acts; k++)
-            if (s->act[k].wtype == (DType)w->type) p[i].act = &s->act[k];
-        if (!p[i].act) {
-            if (n_acts == MODEL_MAX_ACTS) return ERR(e, "too many weight types in one projection group");
-            if (matvec_act_prepare(&s->act[n_acts], (DType)w->type, x, w->ne[0], e)) return err_prefix(e, "tensor '%s': ", w->name);
-            p[i].act = &s->act[n_acts++];
-        }
-        total += tensor_rows(w);
-        bytes += (size_t)tensor_rows(w) * p[i].stride;
-    }
-    ProjJob j = {p, n, total};
-    // small products finish before a worker could wake up: run them on the calling thread
-    if (bytes < ((size_t)1 << 17)) proj_worker(&j, 0, 1);
-    else threadpool_run(s->pool, proj_worker, &j);
-    for (int i = 0; i < n; i++)
-        if (p[i].bias) {
-            int64_t rows = tensor_rows(p[i].w);
-            for (int64_t r = 0; r < rows; r++) p[i].y[r] += p[i].bias[r];
-        }
-    return 0;
-}
-
-static int project(ModelState *s, const Tensor *w, const float *x, const float *bias, float *y, Err *e) {
-    Proj p = {w, bias, y, 0, NULL};
-    return project_many(s, x, &p, 1, e);
-}
-
-// Attention of the current token, threads split the KV heads (each with its group of query heads).
-typedef struct AttJob {
-    ModelState *s;
-    const float *q;         // (H * hd)
-    const float *kc, *vc;   // this layer's cache: (Hkv, n_ctx, hd)
-    int64_t pos;
-} AttJob;
-
-static void att_worker(void *ctx, int ith, int nth) {
-    AttJob *j = ctx;
-    const ModelConfig *c = &j->s->m->cfg;
-    const int64_t G = c->n_head / c->n_head_kv, hd = c->head_dim, n_ctx = j->s->n_ctx;
-    int64_t g0, g1;
-    threadpool_split(c->n_head_kv, ith, nth, &g0, &g1);
-    float *scratch = j->s->att_scratch + (size_t)ith * j->s->att_scratch_stride;
-    for (int64_t g = g0; g < g1; g++)
-        attention_forward_cached(j->s->att_out + g * G * hd, j->q + g * G * hd, j->kc + g * n_ctx * hd,
-                                 j->vc + g * n_ctx * hd, 1, j->pos, G, 1, hd, c->sliding_window, scratch);
+static void norm_rows(const ModelConfig *c, float *out, const float *x, const float *w, const float *b, int64_t n) {
+    if (c->norm == NORM_RMS) rmsnorm_forward(out, NULL, x, w, n, c->n_embd, (float)c->norm_eps);
+    else layernorm_forward(out, NULL, NULL, x, w, b, n, c->n_embd, (float)c->norm_eps);
 }
 
 static void norm(const ModelConfig *c, float *out, const float *x, const float *w, const float *b) {
-    if (c->norm == NORM_RMS) rmsnorm_forward(out, NULL, x, w, 1, c->n_embd, (float)c->norm_eps);
-    else layernorm_forward(out, NULL, NULL, x, w, b, 1, c->n_embd, (float)c->norm_eps);
+    norm_rows(c, out, x, w, b, 1);
 }
 
 static void activate(ActType a, float *out, const float *x, int64_t n) {
@@ -402,82 +386,451 @@ static void activate(ActType a, float *out, const float *x, int64_t n) {
     }
 }
 
-static int forward_token(ModelState *s, int32_t token, Err *e) {
-    const Model *m = s->m;
+// The MLP's elementwise middle: hb = act(hb) * hb2 (gated) or hb = act(hb2) (plain), n elements.
+static void mlp_middle(const ModelConfig *c, float *hb, const float *hb2, int64_t n) {
+    if (c->mlp == MLP_GATED) {
+        if (c->act == ACT_SILU) swiglu_forward(hb, hb, hb2, n);
+        else {
+            activate(c->act, hb, hb, n);
+            for (int64_t i = 0; i < n; i++) hb[i] *= hb2[i];
+        }
+    } else {
+        activate(c->act, hb, hb2, n);
+    }
+}
+
+static int embed(const Model *m, int32_t token, int64_t pos, float *x, float *tmp, Err *e) {
     const ModelConfig *c = &m->cfg;
-    const int64_t C = c->n_embd, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim, pos = s->pos;
+    const int64_t C = c->n_embd;
     if (token < 0 || token >= c->vocab_size) return ERR(e, "token id %d is outside the vocabulary (%lld)", token, (long long)c->vocab_size);
-    if (pos >= s->n_ctx) return ERR(e, "context is full (%lld tokens)", (long long)s->n_ctx);
     size_t row;
     if (quant_row_bytes((DType)m->tok_embd->type, C, &row, e)) return -1;
-    if (quant_dequantize_row((DType)m->tok_embd->type, (const uint8_t *)m->tok_embd->data + (size_t)token * row, s->x, C, e)) return -1;
+    if (quant_dequantize_row((DType)m->tok_embd->type, (const uint8_t *)m->tok_embd->data + (size_t)token * row, x, C, e)) return -1;
     if (m->pos_embd) {
         if (quant_row_bytes((DType)m->pos_embd->type, C, &row, e) ||
-            quant_dequantize_row((DType)m->pos_embd->type, (const uint8_t *)m->pos_embd->data + (size_t)pos * row, s->tmp, C, e))
+            quant_dequantize_row((DType)m->pos_embd->type, (const uint8_t *)m->pos_embd->data + (size_t)pos * row, tmp, C, e))
             return -1;
-        for (int64_t i = 0; i < C; i++) s->x[i] += s->tmp[i];
+        for (int64_t i = 0; i < C; i++) x[i] += tmp[i];
     }
-    if (c->pos == POS_ROPE) rope_cos_sin(s->rope_cos, s->rope_sin, m->inv_freq, &pos, 1, c->rope_dim);
-    float *q = s->qkv, *k = s->qkv + H * hd, *v = k + Hkv * hd;
-    const size_t kv_row = (size_t)(Hkv * hd);
+    return 0;
+}
+
+// Append one token's k and v (Hkv heads of hd) at position pos of layer l's cache: per layer and KV head, keys are
+// stored transposed (hd, n_ctx) and values (n_ctx, hd), so each head's history is contiguous for its attention job
+// (attn_decode.h).
+static void cache_store(ModelState *s, int64_t l, int64_t pos, const float *k, const float *v) {
+    const ModelConfig *c = &s->m->cfg;
+    const size_t hd = (size_t)c->head_dim, n_ctx = (size_t)s->n_ctx, layer = (size_t)l * n_ctx * (size_t)c->n_head_kv * hd;
+    float *kc = s->k_cache + layer, *vc = s->v_cache + layer;
+    for (int64_t g = 0; g < c->n_head_kv; g++) {
+        float *kt = kc + (size_t)g * hd * n_ctx + (size_t)pos;
+        for (size_t d = 0; d < hd; d++) kt[d * n_ctx] = k[(size_t)g * hd + d];
+        memcpy(vc + ((size_t)g * n_ctx + (size_t)pos) * hd, v + g * (int64_t)hd, hd * sizeof(float));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// decoding steps: one token for each of S states (S = 1: model_forward of a single token)
+//
+// Every matrix is read once per step for all S states: row tiles small enough to stay in L1/L2 are multiplied by
+// each state's activations in turn, with the same matvec kernel a single state uses, so each state's result is the
+// same bits as stepping it alone.
+
+// Which per-state buffer a product reads or writes.
+typedef enum SBuf { SB_XB, SB_ATT, SB_HB, SB_HB2, SB_Q, SB_K, SB_V, SB_TMP, SB_LOGITS } SBuf;
+
+static float *sbuf(ModelState *s, SBuf b) {
+    const ModelConfig *c = &s->m->cfg;
+    switch (b) {
+    case SB_XB: return s->xb;
+    case SB_ATT: return s->att_out;
+    case SB_HB: return s->hb;
+    case SB_HB2: return s->hb2;
+    case SB_Q: return s->qkv;
+    case SB_K: return s->qkv + c->n_head * c->head_dim;
+    case SB_V: return s->qkv + (c->n_head + c->n_head_kv) * c->head_dim;
+    case SB_TMP: return s->tmp;
+    case SB_LOGITS: return s->logits;
+    }
+    return NULL;
+}
+
+// Several products sharing one input (q/k/v; gate/up): one pool run covers all their rows, so threads synchronise
+// once per group instead of once per matrix. The input is quantized once per distinct activation kind.
+typedef struct Proj {
+    const Tensor *w;
+    const float *bias; // or NULL
+    SBuf out;
+    size_t stride;     // bytes per row
+    int act;           // index into each state's act[]
+} Proj;
+
+typedef struct ProjJob {
+    ModelState *const *st;
+    int64_t S;
+    const Proj *p;
+    int n;
+    int64_t total_rows;
+} ProjJob;
+
+static void proj_worker(void *ctx, int ith, int nth) {
+    const ProjJob *j = ctx;
+    int64_t r0, r1;
+    threadpool_split(j->total_rows, ith, nth, &r0, &r1);
+    int64_t base = 0;
+    for (int i = 0; i < j->n && r0 < r1; i++) {
+        const Proj *p = &j->p[i];
+        int64_t rows = tensor_rows(p->w), a = r0 - base, b = r1 - base;
+        if (a < 0) a = 0;
+        if (b > rows) b = rows;
+        base += rows;
+        if (a >= b) continue;
+        if (j->S == 1) {
+            matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, &j->st[0]->act[p->act], sbuf(j->st[0], p->out));
+            continue;
+        }
+        // about 16 KiB of weights per tile: read from memory once, then from L1 for every state
+        int64_t tile = (int64_t)(((size_t)16 << 10) / (p->stride ? p->stride : 1));
+        tile = tile < 4 ? 4 : tile / 4 * 4;
+        for (int64_t t0 = a; t0 < b; t0 += tile) {
+            int64_t t1 = t0 + tile < b ? t0 + tile : b;
+            for (int64_t k = 0; k < j->S; k++)
+                matvec_rows((DType)p->w->type, p->w->data, p->stride, t0, t1, &j->st[k]->act[p->act], sbuf(j->st[k], p->out));
+        }
+    }
+}
+
+static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int n, Err *e) {
+    int64_t total = 0;
+    size_t bytes = 0;
+    int n_acts = 0;
+    ModelState *s0 = st[0];
+    for (int i = 0; i < n; i++) {
+        const Tensor *w = p[i].w;
+        if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
+        p[i].act = -1;
+        for (int k = 0; k < n_acts; k++)
+            if (s0->act[k].wtype == (DType)w->type) p[i].act = k;
+        if (p[i].act < 0) {
+            if (n_acts == MODEL_MAX_ACTS) return ERR(e, "too many weight types in one projection group");
+            for (int64_t k = 0; k < S; k++)
+                if (matvec_act_prepare(&st[k]->act[n_acts], (DType)w->type, sbuf(st[k], in), w->ne[0], e))
+                    return err_prefix(e, "tensor '%s': ", w->name);
+            p[i].act = n_acts++;
+        }
+        total += tensor_rows(w);
+        bytes += (size_t)tensor_rows(w) * p[i].stride;
+    }
+    ProjJob j = {st, S, p, n, total};
+    // small products finish before a worker could wake up: run them on the calling thread
+    if (bytes * (size_t)S < ((size_t)1 << 17)) proj_worker(&j, 0, 1);
+    else threadpool_run(s0->pool, proj_worker, &j);
+    for (int i = 0; i < n; i++)
+        if (p[i].bias) {
+            int64_t rows = tensor_rows(p[i].w);
+            for (int64_t k = 0; k < S; k++) {
+                float *y = sbuf(st[k], p[i].out);
+                for (int64_t r = 0; r < rows; r++) y[r] += p[i].bias[r];
+            }
+        }
+    return 0;
+}
+
+static int project(ModelState *const *st, int64_t S, SBuf in, const Tensor *w, const float *bias, SBuf out, Err *e) {
+    Proj p = {w, bias, out, 0, 0};
+    return project_many(st, S, in, &p, 1, e);
+}
+
+// Attention of each state's current token: jobs are (state, KV head) pairs, each with its group of query heads.
+typedef struct AttJob {
+    ModelState *const *st;
+    int64_t S, layer;
+} AttJob;
+
+static void att_worker(void *ctx, int ith, int nth) {
+    const AttJob *j = ctx;
+    const ModelConfig *c = &j->st[0]->m->cfg;
+    const int64_t Hkv = c->n_head_kv, G = c->n_head / Hkv, hd = c->head_dim;
+    int64_t j0, j1;
+    threadpool_split(j->S * Hkv, ith, nth, &j0, &j1);
+    for (int64_t job = j0; job < j1; job++) {
+        ModelState *s = j->st[job / Hkv];
+        int64_t g = job % Hkv;
+        size_t off = (size_t)j->layer * (size_t)s->n_ctx * (size_t)(Hkv * hd) + (size_t)(g * s->n_ctx * hd);
+        float *scratch = s->att_scratch + (size_t)ith * s->att_scratch_stride;
+        attn_decode_group(s->att_out + g * G * hd, s->qkv + g * G * hd, s->k_cache + off, s->n_ctx, s->v_cache + off, s->pos,
+                          G, hd, c->sliding_window, scratch);
+    }
+}
+
+static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S, Err *e) {
+    const Model *m = st[0]->m;
+    const ModelConfig *c = &m->cfg;
+    const int64_t C = c->n_embd, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim, F = c->n_ff;
+    int64_t work = 0;
+    for (int64_t k = 0; k < S; k++) {
+        ModelState *s = st[k];
+        if (s->m != m) return ERR(e, "sequence %lld belongs to another model", (long long)k);
+        if (s->pos >= s->n_ctx) return ERR(e, "context is full (%lld tokens)", (long long)s->n_ctx);
+        if (embed(m, tokens[k], s->pos, s->x, s->tmp, e)) return -1;
+        if (c->pos == POS_ROPE) rope_cos_sin(s->rope_cos, s->rope_sin, m->inv_freq, &s->pos, 1, c->rope_dim);
+        work += (s->pos + 1) * H * hd;
+    }
+    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
     for (int64_t l = 0; l < c->n_layer; l++) {
         const ModelLayer *L = &m->layers[l];
-        norm(c, s->xb, s->x, L->attn_norm, L->attn_norm_b);
+        for (int64_t k = 0; k < S; k++) norm(c, st[k]->xb, st[k]->x, L->attn_norm, L->attn_norm_b);
         if (L->wqkv) {
-            if (project(s, L->wqkv, s->xb, L->bqkv, s->qkv, e)) return -1;
+            if (project(st, S, SB_XB, L->wqkv, L->bqkv, SB_Q, e)) return -1;
         } else {
-            Proj p[3] = {{L->wq, L->bq, q, 0, NULL}, {L->wk, L->bk, k, 0, NULL}, {L->wv, L->bv, v, 0, NULL}};
-            if (project_many(s, s->xb, p, 3, e)) return -1;
+            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0}, {L->wk, L->bk, SB_K, 0, 0}, {L->wv, L->bv, SB_V, 0, 0}};
+            if (project_many(st, S, SB_XB, p, 3, e)) return -1;
         }
-        if (c->pos == POS_ROPE) {
-            bool neox = c->rope_style == ROPE_STYLE_NEOX;
-            rope_forward(q, q, s->rope_cos, s->rope_sin, 1, H, hd, c->rope_dim, neox);
-            rope_forward(k, k, s->rope_cos, s->rope_sin, 1, Hkv, hd, c->rope_dim, neox);
-        }
-        // cache layout per layer (Hkv, n_ctx, hd): each KV head's history is contiguous for its attention thread
-        float *kc = s->k_cache + (size_t)l * (size_t)s->n_ctx * kv_row, *vc = s->v_cache + (size_t)l * (size_t)s->n_ctx * kv_row;
-        for (int64_t g = 0; g < Hkv; g++) {
-            memcpy(kc + ((size_t)g * (size_t)s->n_ctx + (size_t)pos) * (size_t)hd, k + g * hd, (size_t)hd * sizeof(float));
-            memcpy(vc + ((size_t)g * (size_t)s->n_ctx + (size_t)pos) * (size_t)hd, v + g * hd, (size_t)hd * sizeof(float));
-        }
-        AttJob aj = {s, q, kc, vc, pos};
-        // short histories are cheaper than a thread wake-up
-        if ((pos + 1) * H * hd < 16384) att_worker(&aj, 0, 1);
-        else threadpool_run(s->pool, att_worker, &aj);
-        if (project(s, L->wo, s->att_out, L->bo, s->tmp, e)) return -1;
-        for (int64_t i = 0; i < C; i++) s->x[i] += s->tmp[i];
-        norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
-        const int64_t F = c->n_ff;
-        if (c->mlp == MLP_GATED) {
-            Proj p[2] = {{L->w_gate, L->b_gate, s->hb, 0, NULL}, {L->w_up, L->b_up, s->hb2, 0, NULL}};
-            if (project_many(s, s->xb, p, 2, e)) return -1;
-            if (c->act == ACT_SILU) swiglu_forward(s->hb, s->hb, s->hb2, F);
-            else {
-                activate(c->act, s->hb, s->hb, F);
-                for (int64_t i = 0; i < F; i++) s->hb[i] *= s->hb2[i];
+        for (int64_t k = 0; k < S; k++) {
+            ModelState *s = st[k];
+            float *q = sbuf(s, SB_Q), *kk = sbuf(s, SB_K);
+            if (c->pos == POS_ROPE) {
+                rope_forward(q, q, s->rope_cos, s->rope_sin, 1, H, hd, c->rope_dim, neox);
+                rope_forward(kk, kk, s->rope_cos, s->rope_sin, 1, Hkv, hd, c->rope_dim, neox);
             }
-        } else {
-            if (project(s, L->w_up, s->xb, L->b_up, s->hb2, e)) return -1;
-            activate(c->act, s->hb, s->hb2, F);
+            cache_store(s, l, s->pos, kk, sbuf(s, SB_V));
         }
-        if (project(s, L->w_down, s->hb, L->b_down, s->tmp, e)) return -1;
-        for (int64_t i = 0; i < C; i++) s->x[i] += s->tmp[i];
+        AttJob aj = {st, S, l};
+        // short histories are cheaper than a thread wake-up
+        if (work < 16384) att_worker(&aj, 0, 1);
+        else threadpool_run(st[0]->pool, att_worker, &aj);
+        if (project(st, S, SB_ATT, L->wo, L->bo, SB_TMP, e)) return -1;
+        for (int64_t k = 0; k < S; k++) {
+            ModelState *s = st[k];
+            for (int64_t i = 0; i < C; i++) s->x[i] += s->tmp[i];
+            norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
+        }
+        if (c->mlp == MLP_GATED) {
+            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0}, {L->w_up, L->b_up, SB_HB2, 0, 0}};
+            if (project_many(st, S, SB_XB, p, 2, e)) return -1;
+        } else {
+            if (project(st, S, SB_XB, L->w_up, L->b_up, SB_HB2, e)) return -1;
+        }
+        for (int64_t k = 0; k < S; k++) mlp_middle(c, st[k]->hb, st[k]->hb2, F);
+        if (project(st, S, SB_HB, L->w_down, L->b_down, SB_TMP, e)) return -1;
+        for (int64_t k = 0; k < S; k++)
+            for (int64_t i = 0; i < C; i++) st[k]->x[i] += st[k]->tmp[i];
     }
-    s->pos++;
+    for (int64_t k = 0; k < S; k++) st[k]->pos++;
+    return 0;
+}
+
+// Next-token logits of each state from its residual stream.
+static int output_step(ModelState *const *st, int64_t S, Err *e) {
+    const Model *m = st[0]->m;
+    for (int64_t k = 0; k < S; k++) norm(&m->cfg, st[k]->xb, st[k]->x, m->output_norm, m->output_norm_b);
+    return project(st, S, SB_XB, m->output, NULL, SB_LOGITS, e);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// prompt chunks: T consecutive tokens of one state
+
+typedef struct BProj {
+    const Tensor *w;
+    const float *bias; // or NULL
+    float *y;          // (T, ldy), columns [0, rows)
+    int64_t ldy;
+    size_t stride;
+    const WgemmAct *act;
+} BProj;
+
+typedef struct BProjJob {
+    const BProj *p;
+    int n;
+    int64_t total_units; // WGEMM_ROW_UNIT-row units over all products
+    WgemmScratch *scratch;
+} BProjJob;
+
+static int64_t units_of(const Tensor *w) { return (tensor_rows(w) + WGEMM_ROW_UNIT - 1) / WGEMM_ROW_UNIT; }
+
+static void bproj_worker(void *ctx, int ith, int nth) {
+    const BProjJob *j = ctx;
+    int64_t u0, u1;
+    threadpool_split(j->total_units, ith, nth, &u0, &u1);
+    int64_t base = 0;
+    for (int i = 0; i < j->n && u0 < u1; i++) {
+        const BProj *p = &j->p[i];
+        int64_t units = units_of(p->w), a = u0 - base, b = u1 - base;
+        base += units;
+        if (a < 0) a = 0;
+        if (b > units) b = units;
+        if (a >= b) continue;
+        int64_t r0 = a * WGEMM_ROW_UNIT, r1 = b * WGEMM_ROW_UNIT;
+        if (r1 > tensor_rows(p->w)) r1 = tensor_rows(p->w);
+        wgemm_rows((DType)p->w->type, p->w->data, p->stride, r0, r1, p->act, p->y, p->ldy, &j->scratch[ith]);
+    }
+}
+
+// Products of X (T rows, ldx apart) with several matrices, the activations prepared once per weight family.
+static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, BProj *p, int n, Err *e) {
+    ModelBatch *B = s->batch;
+    int n_acts = 0;
+    int64_t units = 0;
+    double macs = 0;
+    for (int i = 0; i < n; i++) {
+        const Tensor *w = p[i].w;
+        if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
+        p[i].act = NULL;
+        for (int k = 0; k < n_acts && !p[i].act; k++)
+            if (wgemm_act_fits(&B->act[k], (DType)w->type)) p[i].act = &B->act[k];
+        if (!p[i].act) {
+            if (n_acts == MODEL_MAX_ACTS) return ERR(e, "too many weight types in one projection group");
+            if (wgemm_act_prepare(&B->act[n_acts], (DType)w->type, x, ldx, T, w->ne[0], e)) return err_prefix(e, "tensor '%s': ", w->name);
+            p[i].act = &B->act[n_acts++];
+        }
+        units += units_of(w);
+        macs += (double)T * (double)tensor_rows(w) * (double)w->ne[0];
+    }
+    BProjJob j = {p, n, units, B->wscratch};
+    if (macs < 1e6) bproj_worker(&j, 0, 1);
+    else threadpool_run(s->pool, bproj_worker, &j);
+    for (int i = 0; i < n; i++)
+        if (p[i].bias) {
+            int64_t rows = tensor_rows(p[i].w);
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t r = 0; r < rows; r++) p[i].y[t * p[i].ldy + r] += p[i].bias[r];
+        }
+    return 0;
+}
+
+static int bproject(ModelState *s, const float *x, int64_t ldx, int64_t T, const Tensor *w, const float *bias, float *y,
+                    int64_t ldy, Err *e) {
+    BProj p = {w, bias, y, ldy, 0, NULL};
+    return bproject_many(s, x, ldx, T, &p, 1, e);
+}
+
+// Attention of a chunk: jobs are (KV head, block of ATT_ROWS queries), each the blocked GEMM path of
+// attn_chunk_group reading queries, cache and outputs in place.
+typedef struct BAttJob {
+    ModelState *s;
+    int64_t T, layer;
+} BAttJob;
+
+static void batt_worker(void *ctx, int ith, int nth) {
+    const BAttJob *j = ctx;
+    ModelState *s = j->s;
+    ModelBatch *B = s->batch;
+    const ModelConfig *c = &s->m->cfg;
+    const int64_t H = c->n_head, Hkv = c->n_head_kv, G = H / Hkv, hd = c->head_dim, QKV = (H + 2 * Hkv) * hd;
+    const int64_t nblk = (j->T + ATT_ROWS - 1) / ATT_ROWS, pos0 = s->pos;
+    int64_t j0, j1;
+    threadpool_split(Hkv * nblk, ith, nth, &j0, &j1);
+    float *scratch = B->att_scratch + (size_t)ith * B->att_stride;
+    for (int64_t job = j0; job < j1; job++) {
+        int64_t g = job / nblk, r0 = (job % nblk) * ATT_ROWS, nr = j->T - r0 < ATT_ROWS ? j->T - r0 : ATT_ROWS;
+        size_t off = (size_t)j->layer * (size_t)s->n_ctx * (size_t)(Hkv * hd) + (size_t)(g * s->n_ctx * hd);
+        attn_chunk_group(B->att + r0 * H * hd + g * G * hd, H * hd, B->qkv + r0 * QKV + g * G * hd, QKV, s->k_cache + off,
+                         s->n_ctx, s->v_cache + off, pos0 + r0, nr, G, hd, c->sliding_window, scratch);
+    }
+}
+
+// T tokens at positions pos .. pos+T-1; afterwards s->x holds the last token's residual stream and, when logits is
+// not NULL, logits (T, V) the next-token logits after every token.
+static int forward_chunk(ModelState *s, const int32_t *tokens, int64_t T, float *logits, Err *e) {
+    const Model *m = s->m;
+    const ModelConfig *c = &m->cfg;
+    const int64_t C = c->n_embd, F = c->n_ff, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
+    const int64_t QKV = (H + 2 * Hkv) * hd, half = c->rope_dim / 2;
+    if (s->pos + T > s->n_ctx) return ERR(e, "context is full (%lld tokens)", (long long)s->n_ctx);
+    ModelBatch *B = batch_get(s, T);
+    for (int64_t t = 0; t < T; t++) {
+        B->pos[t] = s->pos + t;
+        if (embed(m, tokens[t], s->pos + t, B->x + t * C, B->tmp + t * C, e)) return -1;
+    }
+    if (c->pos == POS_ROPE) rope_cos_sin(B->rope_cos, B->rope_sin, m->inv_freq, B->pos, T, c->rope_dim);
+    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const ModelLayer *L = &m->layers[l];
+        norm_rows(c, B->xb, B->x, L->attn_norm, L->attn_norm_b, T);
+        if (L->wqkv) {
+            if (bproject(s, B->xb, C, T, L->wqkv, L->bqkv, B->qkv, QKV, e)) return -1;
+        } else {
+            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL},
+                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL},
+                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL}};
+            if (bproject_many(s, B->xb, C, T, p, 3, e)) return -1;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            float *q = B->qkv + t * QKV, *k = q + H * hd;
+            if (c->pos == POS_ROPE) {
+                rope_forward(q, q, B->rope_cos + t * half, B->rope_sin + t * half, 1, H, hd, c->rope_dim, neox);
+                rope_forward(k, k, B->rope_cos + t * half, B->rope_sin + t * half, 1, Hkv, hd, c->rope_dim, neox);
+            }
+            cache_store(s, l, s->pos + t, k, k + Hkv * hd);
+        }
+        BAttJob aj = {s, T, l};
+        if ((s->pos + T) * T * H * hd < 65536) batt_worker(&aj, 0, 1);
+        else threadpool_run(s->pool, batt_worker, &aj);
+        if (bproject(s, B->att, H * hd, T, L->wo, L->bo, B->tmp, C, e)) return -1;
+        for (int64_t i = 0; i < T * C; i++) B->x[i] += B->tmp[i];
+        norm_rows(c, B->xb, B->x, L->ffn_norm, L->ffn_norm_b, T);
+        if (c->mlp == MLP_GATED) {
+            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL}};
+            if (bproject_many(s, B->xb, C, T, p, 2, e)) return -1;
+        } else {
+            if (bproject(s, B->xb, C, T, L->w_up, L->b_up, B->hb2, F, e)) return -1;
+        }
+        mlp_middle(c, B->hb, B->hb2, T * F);
+        if (bproject(s, B->hb, F, T, L->w_down, L->b_down, B->tmp, C, e)) return -1;
+        for (int64_t i = 0; i < T * C; i++) B->x[i] += B->tmp[i];
+    }
+    s->pos += T;
+    memcpy(s->x, B->x + (T - 1) * C, (size_t)C * sizeof(float));
+    if (logits) {
+        norm_rows(c, B->xb, B->x, m->output_norm, m->output_norm_b, T);
+        if (bproject(s, B->xb, C, T, m->output, NULL, logits, c->vocab_size, e)) return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// entry points
+
+static int check_tokens(const ModelState *s, const int32_t *tokens, int64_t n, Err *e) {
+    const int64_t V = s->m->cfg.vocab_size;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) return ERR(e, "token id %d is outside the vocabulary (%lld)", tokens[i], (long long)V);
+    if (n > s->n_ctx - s->pos) return ERR(e, "context is full (%lld tokens)", (long long)s->n_ctx);
     return 0;
 }
 
 int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e) {
     if (n <= 0) return ERR(e, "no tokens to process");
-    for (int64_t i = 0; i < n; i++)
-        if (forward_token(s, tokens[i], e)) return -1;
-    const Model *m = s->m;
-    norm(&m->cfg, s->xb, s->x, m->output_norm, m->output_norm_b);
-    return project(s, m->output, s->xb, NULL, s->logits, e);
+    if (check_tokens(s, tokens, n, e)) return -1;
+    if (n == 1) {
+        if (forward_step(&s, tokens, 1, e)) return -1;
+    } else {
+        for (int64_t i = 0; i < n; i += MODEL_CHUNK)
+            if (forward_chunk(s, tokens + i, n - i < MODEL_CHUNK ? n - i : MODEL_CHUNK, NULL, e)) return -1;
+    }
+    return output_step(&s, 1, e);
+}
+
+int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *logits, Err *e) {
+    if (n <= 0) return ERR(e, "no tokens to process");
+    if (check_tokens(s, tokens, n, e)) return -1;
+    const int64_t V = s->m->cfg.vocab_size;
+    for (int64_t i = 0; i < n; i += MODEL_CHUNK) {
+        int64_t T = n - i < MODEL_CHUNK ? n - i : MODEL_CHUNK;
+        if (forward_chunk(s, tokens + i, T, logits + i * V, e)) return -1;
+    }
+    memcpy(s->logits, logits + (n - 1) * V, (size_t)V * sizeof(float));
+    return 0;
 }
 
 int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e) {
-    for (int64_t i = 0; i < n; i++)
-        if (model_forward(states[i], &tokens[i], 1, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
-    return 0;
+    if (n <= 0) return ERR(e, "no sequences to step");
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = 0; k < i; k++)
+            if (states[k] == states[i]) return ERR(e, "sequence %lld is given twice", (long long)i);
+        if (states[i]->m != states[0]->m) return ERR(e, "sequence %lld belongs to another model", (long long)i);
+        if (check_tokens(states[i], &tokens[i], 1, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
+    }
+    if (forward_step(states, tokens, n, e)) return -1;
+    return output_step(states, n, e);
 }

@@ -57,11 +57,13 @@ size_t model_weight_bytes(const Model *m);
 
 #define MODEL_MAX_ACTS 4
 
+typedef struct ModelBatch ModelBatch; // prompt-chunk buffers (model.c)
+
 typedef struct ModelState {
     const Model *m;
     int64_t n_ctx;     // KV cache length
     int64_t pos;       // tokens already in the cache
-    float *k_cache;    // (n_layer, Hkv, n_ctx, hd)
+    float *k_cache;    // (n_layer, Hkv, hd, n_ctx) keys transposed: decoding scores need no horizontal sums
     float *v_cache;    // (n_layer, Hkv, n_ctx, hd)
     float *x;          // (C) residual stream
     float *xb;         // (C) normed input of a sub-block
@@ -75,6 +77,7 @@ typedef struct ModelState {
     MatvecAct act[MODEL_MAX_ACTS]; // the current input quantized for each weight type in use
     size_t att_scratch_stride;      // floats of att_scratch per thread
     ThreadPool *pool;  // borrowed; NULL = single-threaded
+    ModelBatch *batch; // prompt-chunk activations, allocated by the first model_forward of several tokens
 } ModelState;
 
 // n_ctx <= 0: the model's training context (capped at 4096 to bound memory).
@@ -83,12 +86,18 @@ void model_state_free(ModelState *s);
 void model_state_reset(ModelState *s); // forget the sequence (pos = 0)
 
 // Feed tokens at the current position; after the call s->logits holds the logits of the last token (V).
+// Several tokens go through in chunks of token-block GEMMs (prompt processing); the result agrees with feeding them
+// one at a time to float and activation-quantization precision, not bit for bit.
 int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e);
 
+// As model_forward over n > 0 tokens, and the next-token logits after every token into logits (n, V) (perplexity,
+// scoring). s->logits holds the last row afterwards.
+int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *logits, Err *e);
+
 // One decoding step for several independent sequences (the server's slots): state i takes token tokens[i]; after the
-// call states[i]->logits holds its next-token logits. Each state's result is identical to model_forward on it alone.
-// (Today the states are stepped one after another; sharing each weight read across the batch is the planned speed-up,
-// behind this same call.)
+// call states[i]->logits holds its next-token logits. Each matrix is read once for all states (row tiles shared
+// across them from cache), and each state's result is the same bits as model_forward of that one token on it alone.
+// The states must share the model and the thread pool, and be distinct.
 int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e);
 
 #endif

@@ -1,7 +1,7 @@
 // train_model.c — the trainer's Llama model: parameter layout, initialisation, batched forward with saved
 // activations, the hand-written backward, and export as GGUF (see train_model.h).
 //
-// Threading: every op is split over the pool by rows (norms, rope, embedding, cross-entropy), batch elements
+// Threading: every op is split over the pool by rows (norms, rope, embedding, cross-entropy), (batch, head) jobs
 // (attention), flat ranges (swiglu, residual adds) or output blocks (GEMMs, matmul_mt.h). A split never changes
 // the arithmetic of an output element; the only reductions across rows — the RMSNorm weight gradients — sum
 // per-block partials over fixed 64-row blocks in block order, so the result is the same for any thread count.
@@ -306,9 +306,14 @@ int train_model_reserve(TrainModel *m, int64_t B, int64_t T, Err *e) {
     if (m->act_mem && B == m->cap_B && T == m->cap_T) return 0;
     int64_t BT;
     if (!i64_mul(B, T, &BT) || BT > ((int64_t)1 << 30)) return ERR(e, "batch %lld x %lld is too large", (long long)B, (long long)T);
+    // head chunks: at most HEAD_CHUNK_FLOATS logits, then evened out (160 + 96 rows would leave the second GEMM
+    // half as tall); a multiple of 16 rows keeps the GEMM's row tiles full
     int64_t R = HEAD_CHUNK_FLOATS / c->vocab_size;
     R = R < 16 ? 16 : R / 16 * 16;
     if (R > BT) R = BT;
+    int64_t chunks = (BT + R - 1) / R;
+    int64_t even = ((BT + chunks - 1) / chunks + 15) / 16 * 16;
+    if (even < R) R = even;
     free(m->act_mem);
     free(m->acts);
     free(m->tokens);
@@ -354,7 +359,7 @@ static void par_worker(void *vctx, int ith, int nth) {
 // calling thread.
 static void par_for(ThreadPool *pool, int64_t n, int64_t work, RangeFn fn, const void *ctx) {
     if (n <= 0) return;
-    if (threadpool_size(pool) == 1 || n == 1 || n * work < ((int64_t)1 << 15)) {
+    if (threadpool_size(pool) == 1 || n == 1 || n * work < ((int64_t)1 << 17)) {
         fn(ctx, 0, n);
         return;
     }
@@ -469,24 +474,19 @@ static void rope_par(TrainModel *m, float *x, int64_t n_head, int64_t rows, int6
 typedef struct AttnArgs {
     float *out, *att, *dq, *dk, *dv;
     const float *q, *k, *v, *dout;
-    int64_t T, H, Hkv, hd;
+    int64_t B, T, H, Hkv, hd;
 } AttnArgs;
 
+// Jobs [s, e): (batch, head) pairs in the forward, (batch, kv head) groups in the backward (attention.h).
 static void attn_fwd_range(const void *vctx, int64_t s, int64_t e) {
     const AttnArgs *a = vctx;
-    int64_t qw = a->H * a->hd, kw = a->Hkv * a->hd;
-    for (int64_t b = s; b < e; b++)
-        attention_forward(a->out + b * a->T * qw, a->att + b * a->H * a->T * a->T, a->q + b * a->T * qw,
-                          a->k + b * a->T * kw, a->v + b * a->T * kw, 1, a->T, a->H, a->Hkv, a->hd, 0);
+    attention_forward_range(a->out, a->att, a->q, a->k, a->v, a->B, a->T, a->H, a->Hkv, a->hd, 0, s, e);
 }
 
 static void attn_bwd_range(const void *vctx, int64_t s, int64_t e) {
     const AttnArgs *a = vctx;
-    int64_t qw = a->H * a->hd, kw = a->Hkv * a->hd;
-    for (int64_t b = s; b < e; b++)
-        attention_backward(a->dq + b * a->T * qw, a->dk + b * a->T * kw, a->dv + b * a->T * kw, a->dout + b * a->T * qw,
-                           a->q + b * a->T * qw, a->k + b * a->T * kw, a->v + b * a->T * kw,
-                           a->att + b * a->H * a->T * a->T, 1, a->T, a->H, a->Hkv, a->hd, 0);
+    attention_backward_range(a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->att, a->B, a->T, a->H, a->Hkv, a->hd, 0,
+                             s, e);
 }
 
 typedef struct EmbArgs {
@@ -550,8 +550,8 @@ static void forward_body(TrainModel *m, const int32_t *tokens, int64_t B, int64_
         matmul_forward_mt(pool, a->v, a->xn1, W->wv, NULL, BT, C, kvd);
         rope_par(m, a->q, H, BT, T, false);
         rope_par(m, a->k, Hkv, BT, T, false);
-        AttnArgs aa = {.out = a->atty, .att = a->att, .q = a->q, .k = a->k, .v = a->v, .T = T, .H = H, .Hkv = Hkv, .hd = hd};
-        par_for(pool, B, (int64_t)1 << 20, attn_fwd_range, &aa);
+        AttnArgs aa = {.out = a->atty, .att = a->att, .q = a->q, .k = a->k, .v = a->v, .B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd};
+        par_for(pool, B * H, T * T * hd, attn_fwd_range, &aa);
         matmul_forward_mt(pool, a->x_mid, a->atty, W->wo, NULL, BT, qd, C);
         add_par(pool, a->x_mid, a->x_in, BT * C);
         rmsnorm_forward_par(pool, a->xn2, a->rstd2, a->x_mid, W->ffn_norm, BT, C, eps);
@@ -566,18 +566,19 @@ static void forward_body(TrainModel *m, const int32_t *tokens, int64_t B, int64_
 }
 
 // The output head over row chunks: per-row losses into m->row_loss; with backward, the cross-entropy gradient
-// (scaled) goes straight into dW_out and into m->d_xn (zeroed here) as d(xf). Returns the mean loss.
+// (scaled) goes straight into dW_out and into m->d_xn as d(xf) (each chunk writes its own rows). Returns the mean
+// loss.
 static double head(TrainModel *m, const int32_t *targets, int64_t BT, bool backward, float scale) {
     const int64_t C = m->cfg.n_embd, V = m->cfg.vocab_size, R = m->head_rows;
-    if (backward) memset(m->d_xn, 0, (size_t)(BT * C) * sizeof(float));
     for (int64_t r0 = 0; r0 < BT; r0 += R) {
         int64_t rows = BT - r0 < R ? BT - r0 : R;
         matmul_forward_mt(m->pool, m->logits, m->xf + r0 * C, m->w.output, NULL, rows, C, V);
         XentArgs xa = {m->logits, m->row_loss + r0, m->row_lse, targets + r0, V, scale, backward};
         par_for(m->pool, rows, 4 * V, xent_range, &xa);
-        if (backward)
-            matmul_backward_mt(m->pool, m->d_xn + r0 * C, m->g.output, NULL, m->logits, m->xf + r0 * C, m->w.output,
-                               rows, C, V);
+        if (backward) {
+            matmul_backward_dx_mt(m->pool, m->d_xn + r0 * C, m->logits, m->w.output, rows, C, V, false);
+            matmul_backward_dw_mt(m->pool, m->g.output, m->logits, m->xf + r0 * C, rows, C, V);
+        }
     }
     double sum = 0.0;
     for (int64_t i = 0; i < BT; i++) sum += m->row_loss[i];
@@ -623,30 +624,30 @@ double train_model_forward_backward(TrainModel *m, const int32_t *tokens, const 
         TrainLayerActs *a = &m->acts[l];
         const TrainLayerW *W = &m->w.layers[l];
         TrainLayerW *G = &m->g.layers[l];
-        // MLP: x_next = x_mid + down(h)
-        memset(m->d_h, 0, (size_t)(BT * F) * sizeof(float));
-        matmul_backward_mt(pool, m->d_h, G->w_down, NULL, m->d_res, a->h, W->w_down, BT, F, C);
+        // MLP: x_next = x_mid + down(h). First contributions to a gradient buffer overwrite it (no zeroing pass).
+        matmul_backward_dx_mt(pool, m->d_h, m->d_res, W->w_down, BT, F, C, false);
+        matmul_backward_dw_mt(pool, G->w_down, m->d_res, a->h, BT, F, C);
         memset(m->d_gate, 0, (size_t)(BT * F) * sizeof(float));
         memset(m->d_up, 0, (size_t)(BT * F) * sizeof(float));
         FlatArgs fa = {.y = m->d_gate, .y2 = m->d_up, .a = a->gate, .b = a->up, .c = m->d_h};
         par_for(pool, BT * F, 16, swiglu_bwd_range, &fa);
-        memset(m->d_xn, 0, (size_t)(BT * C) * sizeof(float));
-        matmul_backward_mt(pool, m->d_xn, G->w_gate, NULL, m->d_gate, a->xn2, W->w_gate, BT, C, F);
+        matmul_backward_dx_mt(pool, m->d_xn, m->d_gate, W->w_gate, BT, C, F, false);
+        matmul_backward_dw_mt(pool, G->w_gate, m->d_gate, a->xn2, BT, C, F);
         matmul_backward_mt(pool, m->d_xn, G->w_up, NULL, m->d_up, a->xn2, W->w_up, BT, C, F);
         rmsnorm_backward_par(m, m->d_res, G->ffn_norm, m->d_xn, a->x_mid, W->ffn_norm, a->rstd2, BT, C);
         // attention: x_mid = x_in + Wo attention(rope(q), rope(k), v)
-        memset(m->d_atty, 0, (size_t)(BT * qd) * sizeof(float));
-        matmul_backward_mt(pool, m->d_atty, G->wo, NULL, m->d_res, a->atty, W->wo, BT, qd, C);
+        matmul_backward_dx_mt(pool, m->d_atty, m->d_res, W->wo, BT, qd, C, false);
+        matmul_backward_dw_mt(pool, G->wo, m->d_res, a->atty, BT, qd, C);
         memset(m->d_q, 0, (size_t)(BT * qd) * sizeof(float));
         memset(m->d_k, 0, (size_t)(BT * kvd) * sizeof(float));
         memset(m->d_v, 0, (size_t)(BT * kvd) * sizeof(float));
         AttnArgs aa = {.att = a->att, .dq = m->d_q, .dk = m->d_k, .dv = m->d_v, .q = a->q, .k = a->k, .v = a->v,
-                       .dout = m->d_atty, .T = T, .H = H, .Hkv = Hkv, .hd = hd};
-        par_for(pool, B, (int64_t)1 << 20, attn_bwd_range, &aa);
+                       .dout = m->d_atty, .B = B, .T = T, .H = H, .Hkv = Hkv, .hd = hd};
+        par_for(pool, B * Hkv, T * T * hd * (H / Hkv), attn_bwd_range, &aa);
         rope_par(m, m->d_q, H, BT, T, true);
         rope_par(m, m->d_k, Hkv, BT, T, true);
-        memset(m->d_xn, 0, (size_t)(BT * C) * sizeof(float));
-        matmul_backward_mt(pool, m->d_xn, G->wq, NULL, m->d_q, a->xn1, W->wq, BT, C, qd);
+        matmul_backward_dx_mt(pool, m->d_xn, m->d_q, W->wq, BT, C, qd, false);
+        matmul_backward_dw_mt(pool, G->wq, m->d_q, a->xn1, BT, C, qd);
         matmul_backward_mt(pool, m->d_xn, G->wk, NULL, m->d_k, a->xn1, W->wk, BT, C, kvd);
         matmul_backward_mt(pool, m->d_xn, G->wv, NULL, m->d_v, a->xn1, W->wv, BT, C, kvd);
         rmsnorm_backward_par(m, m->d_res, G->attn_norm, m->d_xn, a->x_in, W->attn_norm, a->rstd1, BT, C);

@@ -9,7 +9,7 @@
 //   logits = rmsnorm(x) * output_norm W_out^T   (W_out = token_embd when the embeddings are tied)
 // Every op is a kernel from src/kernels (rmsnorm, rope, attention, swiglu, matmul, embedding, softmax+xent), the
 // same functions inference calls, each with its backward next to it; the model code only calls them in order and
-// splits the work over the thread pool (rows, batch elements, or output blocks of the GEMMs). All splits keep each
+// splits the work over the thread pool (rows, attention heads, or output blocks of the GEMMs). All splits keep each
 // output's arithmetic independent of the thread count, and reductions across rows (norm weight gradients, the
 // output head over row chunks, the gradient norm) sum fixed-size blocks in a fixed order: a step gives bit-identical
 // results whatever --threads is, which is what makes resumed runs reproduce exactly.

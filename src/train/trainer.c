@@ -393,7 +393,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
     if (train_model_reserve(&t.m, t.B, t.T, e)) goto done;
     if (data_loader_init(&t.train, &t.ds, DATA_TRAIN, t.T, true, o->seed, e)) goto done;
     t.has_val = false;
-    if (t.ds.tokens[DATA_VAL] > (uint64_t)t.T) {
+    if (o->eval_tokens > 0 && t.ds.tokens[DATA_VAL] > (uint64_t)t.T) {
         Err ve;
         t.has_val = data_loader_init(&t.val, &t.ds, DATA_VAL, t.T, false, 0, &ve) == 0;
     }
@@ -436,12 +436,13 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         if (truncate_log(t.log_path, t.meta.step, e)) goto done;
         checkpoint_close(&ck);
     }
-    t.log = fopen(t.log_path, resumed && path_exists(t.log_path) ? "a" : "w");
+    bool continue_log = resumed && path_exists(t.log_path);
+    t.log = fopen(t.log_path, continue_log ? "a" : "w");
     if (!t.log) {
         ERR(e, "cannot write the log '%s': %s", t.log_path, strerror(errno));
         goto done;
     }
-    if (!resumed || ftell(t.log) == 0) fprintf(t.log, "step,tokens,elapsed_s,lr,loss,grad_norm,tok_per_s,val_loss,val_bpb\n");
+    if (!continue_log) fprintf(t.log, "step,tokens,elapsed_s,lr,loss,grad_norm,tok_per_s,val_loss,val_bpb\n");
 
     const ModelConfig *c = &t.m.cfg;
     t.flops_per_token = 6.0 * (double)train_model_matmul_params(&t.m) + 12.0 * (double)c->n_layer * (double)c->n_embd * (double)t.T;
@@ -460,7 +461,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
                t.flops_per_token * (double)per_step / 1e9, t.peak, threadpool_size(io->pool),
                resumed ? "; resumed" : "");
     emit(&t, TRAIN_EV_INFO, t.meta.step);
-    if (!t.has_val && o->eval_every > 0) {
+    if (!t.has_val && o->eval_tokens > 0) {
         buf_printf(&t.line, "note: the validation split has fewer than %lld tokens: no evaluation", (long long)(t.T + 1));
         emit(&t, TRAIN_EV_INFO, t.meta.step);
     }
@@ -553,11 +554,18 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         if (o->sample_every > 0 && t.meta.step % o->sample_every == 0) sample(&t, t.meta.step);
         if (o->ckpt_every > 0 && t.meta.step % o->ckpt_every == 0 && !last && save_checkpoint(&t, e)) goto done;
     }
-    if (t.has_val && o->eval_every > 0 && last_eval_step != t.meta.step && !r->interrupted && t.meta.step > first_step) {
+    // the final evaluation (also with eval_every 0)
+    if (t.has_val && last_eval_step != t.meta.step && !r->interrupted && t.meta.step > first_step) {
         evaluate(&t, &last_val, &last_bpb);
         t.meta.val_loss = last_val;
         r->val_loss = last_val;
         r->val_bpb = last_bpb;
+        // a row of its own (no training columns) so the log and the curve end with it
+        fprintf(t.log, "%lld,%lld,%.3f,,,,,%.6f,%.6f\n", (long long)t.meta.step, (long long)t.meta.tokens_seen,
+                t.meta.elapsed, last_val, last_bpb);
+        fflush(t.log);
+        buf_printf(&t.line, "final evaluation: val %.4f, %.3f bpb", last_val, last_bpb);
+        emit(&t, TRAIN_EV_EVAL, t.meta.step);
     }
     r->steps = t.meta.step;
     r->tokens = t.meta.tokens_seen;

@@ -33,7 +33,7 @@ typedef struct TrainOpts {
     // optimizer
     LrSpec lr;
     double weight_decay, grad_clip, beta1, beta2, adam_eps;
-    // evaluation, samples, logging, checkpoints (0 = off)
+    // evaluation (eval_every 0: at the end only; eval_tokens 0: never), samples, checkpoints (0 = off)
     int64_t eval_every, eval_tokens, sample_every, sample_tokens, ckpt_every;
     uint64_t seed;
     double peak_gflops;   // <= 0: measure with our GEMM at start-up

@@ -238,7 +238,7 @@ TEST(quant_row_bytes_and_bad_sizes) {
 
 static void gaussian(float *x, int64_t n, double scale) {
     for (int64_t i = 0; i < n; i += 2) {
-        double u1 = (test_rand_uniform() + 1e-7), u2 = test_rand_uniform();
+        double u1 = 1.0 - test_rand_uniform(), u2 = test_rand_uniform(); // in (0, 1]: log finite
         double r = sqrt(-2 * log(u1)) * scale;
         x[i] = (float)(r * cos(2 * M_PI * u2));
         if (i + 1 < n) x[i + 1] = (float)(r * sin(2 * M_PI * u2));

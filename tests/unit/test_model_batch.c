@@ -1,0 +1,219 @@
+// test_model_batch.c — the batched paths of the forward pass: prompt chunks (model_forward / model_forward_all over
+// several tokens, through the token-block GEMM) and multi-state decoding steps (model_forward_batch).
+//
+//   - chunks against Hugging Face transformers on every fixture, with the same tolerances as token-by-token decoding;
+//   - chunks of random-weight models in every compute dtype against token-by-token decoding of the same file (each
+//     GEMM path forced in turn), and the same bits for 1 and 2 threads;
+//   - model_forward_batch: each state gets the same bits as stepping it alone, for several thread counts.
+#include <jansson.h>
+#include <stdlib.h>
+
+#include "formats/gguf.h"
+#include "formats/npy.h"
+#include "kernels/quant.h"
+#include "kernels/wgemm.h"
+#include "model/model.h"
+#include "random_model.h"
+#include "test.h"
+
+static double rel_l2(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void check_chunks_hf(const char *dir_rel, double tol) {
+    const char *dir = fixture_path(dir_rel);
+    REQUIRE(dir);
+    char path[4300], dirbuf[4200];
+    snprintf(dirbuf, sizeof dirbuf, "%s", dir);
+    snprintf(path, sizeof path, "%s/ref.json", dirbuf);
+    json_t *ref = json_load_file(path, 0, NULL);
+    REQUIREF(ref, "cannot read %s", path);
+    Err e;
+    float *want = NULL;
+    int64_t rows, cols;
+    snprintf(path, sizeof path, "%s/ref_logits.npy", dirbuf);
+    REQUIREF(npy_read_f32(path, &want, &rows, &cols, &e) == 0, "%s", e.msg);
+    json_t *ids = json_object_get(ref, "input_ids");
+    int64_t n = (int64_t)json_array_size(ids);
+    REQUIRE(n == rows && n > 2);
+    int32_t *tok = xmalloc_array((size_t)n, sizeof *tok);
+    for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)json_integer_value(json_array_get(ids, (size_t)i));
+    Model m;
+    REQUIREF(model_load(&m, dirbuf, &e) == 0, "%s", e.msg);
+    float *got[2];
+    for (int th = 1; th <= 2; th++) {
+        ThreadPool *pool = threadpool_new(th);
+        ModelState s;
+        REQUIRE(model_state_init(&s, &m, 0, pool, &e) == 0);
+        got[th - 1] = xmalloc_array((size_t)(n * cols), sizeof(float));
+        // two calls: the second chunk starts mid-sequence, on a warm cache
+        int64_t first = n / 3;
+        REQUIREF(model_forward_all(&s, tok, first, got[th - 1], &e) == 0, "%s", e.msg);
+        REQUIREF(model_forward_all(&s, tok + first, n - first, got[th - 1] + first * cols, &e) == 0, "%s", e.msg);
+        CHECK(memcmp(s.logits, got[th - 1] + (n - 1) * cols, (size_t)cols * sizeof(float)) == 0);
+        CHECK_EQ_INT(s.pos, n);
+        model_state_free(&s);
+        threadpool_free(pool);
+    }
+    double rel = rel_l2(got[1], want, (size_t)(n * cols));
+    CHECKF(rel <= tol, "%s: chunked logits relative L2 error %.3g > %.3g", dir_rel, rel, tol);
+    CHECKF(memcmp(got[0], got[1], (size_t)(n * cols) * sizeof(float)) == 0, "%s: 1 and 2 threads differ", dir_rel);
+    if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s: chunked relative L2 logit error %.3g\n", dir_rel, rel);
+    free(got[0]), free(got[1]), free(tok), free(want);
+    json_decref(ref);
+    model_free(&m);
+}
+
+TEST(model_chunks_match_transformers) {
+    check_chunks_hf("hf/llama_gqa_f32", 1e-5);
+    check_chunks_hf("hf/gpt2_f32", 1e-5);
+    check_chunks_hf("hf/mistral_vocab_f16", 1e-4);
+}
+
+static void token_logits(const char *path, const int32_t *tok, int64_t n, float *out) {
+    Err e;
+    Model m;
+    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    ModelState s;
+    REQUIRE(model_state_init(&s, &m, 256, NULL, &e) == 0);
+    for (int64_t i = 0; i < n; i++) {
+        REQUIRE(model_forward(&s, &tok[i], 1, &e) == 0);
+        memcpy(out + i * m.cfg.vocab_size, s.logits, (size_t)m.cfg.vocab_size * sizeof(float));
+    }
+    model_state_free(&s);
+    model_free(&m);
+}
+
+// Chunked logits of a random model against token-by-token decoding of the same file, and both against the exact
+// model (weights dequantized to F32): int8 activations make the quantized paths differ from each other by their
+// rounding (one flipped activation quant moves a product by a quantum, and random weights amplify that), so the
+// chunks must be as close to the exact model as token-by-token decoding is, and close to it in absolute terms.
+static void check_chunks_vs_tokens(DType t, double tol) {
+    char path[4200], exact[4200];
+    snprintf(path, sizeof path, "%s/m_%s.gguf", test_tmpdir(), dtype_name(t));
+    snprintf(exact, sizeof exact, "%s/m_%s_f32.gguf", test_tmpdir(), dtype_name(t));
+    Err e;
+    REQUIREF(write_random_model(path, t, exact, 2, &e) == 0, "%s", e.msg);
+    Model m;
+    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    const int64_t n = 150, V = m.cfg.vocab_size; // two chunks, the second short
+    int32_t tok[150];
+    for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    ThreadPool *pool = threadpool_new(2);
+    ModelState s;
+    REQUIRE(model_state_init(&s, &m, 256, pool, &e) == 0);
+    float *ref = xmalloc_array((size_t)(n * V), sizeof(float)), *got = xmalloc_array((size_t)(n * V), sizeof(float));
+    float *ex = xmalloc_array((size_t)(n * V), sizeof(float));
+    token_logits(path, tok, n, ref);
+    token_logits(exact, tok, n, ex);
+    double tok_err = rel_l2(ref, ex, (size_t)(n * V));
+    const WgemmPath paths[] = {WGEMM_F32, WGEMM_AMX};
+    for (int p = 0; p < 2; p++) {
+        if (!wgemm_path_available(paths[p])) continue;
+        REQUIRE(wgemm_force_path(paths[p], &e) == 0);
+        model_state_reset(&s);
+        REQUIREF(model_forward_all(&s, tok, n, got, &e) == 0, "%s", e.msg);
+        double rel = rel_l2(got, ref, (size_t)(n * V)), ch_err = rel_l2(got, ex, (size_t)(n * V));
+        CHECKF(rel <= tol, "%s (%s path): chunked vs token-by-token relative L2 %.3g > %.3g", dtype_name(t),
+               wgemm_path_name(paths[p]), rel, tol);
+        CHECKF(ch_err <= 1.5 * tok_err + 1e-5, "%s (%s path): chunks are %.3g from the exact model, tokens %.3g",
+               dtype_name(t), wgemm_path_name(paths[p]), ch_err, tok_err);
+        if (getenv("LOSSY_TEST_VERBOSE"))
+            printf("    %s %s: chunked vs tokens %.3g; vs exact: chunks %.3g, tokens %.3g\n", dtype_name(t),
+                   wgemm_path_name(paths[p]), rel, ch_err, tok_err);
+        // model_forward over the same prompt ends with the same state: its last logits (through the decoding
+        // product) match the chunk's last row
+        model_state_reset(&s);
+        REQUIRE(model_forward(&s, tok, n, &e) == 0);
+        CHECK(rel_l2(s.logits, got + (n - 1) * V, (size_t)V) <= tol);
+        // one thread gives the same bits
+        ThreadPool *one = threadpool_new(1);
+        ModelState s1;
+        REQUIRE(model_state_init(&s1, &m, 256, one, &e) == 0);
+        REQUIRE(model_forward(&s1, tok, n, &e) == 0);
+        CHECKF(memcmp(s.logits, s1.logits, (size_t)V * sizeof(float)) == 0, "%s: threads change the result", dtype_name(t));
+        model_state_free(&s1);
+        threadpool_free(one);
+    }
+    REQUIRE(wgemm_force_path(WGEMM_AUTO, &e) == 0);
+    free(ref), free(got), free(ex);
+    model_state_free(&s);
+    threadpool_free(pool);
+    model_free(&m);
+}
+
+// The f32 weights and float activations of both paths agree closely; int8 activations (matvec: blocks of 32 for
+// Q8_0/Q4_0, 256 for K-quants; AMX: 32; f32 GEMM: none) differ by the activation rounding.
+TEST(model_chunks_match_tokens_f32_f16_bf16) {
+    check_chunks_vs_tokens(DT_F32, 1e-5);
+    check_chunks_vs_tokens(DT_F16, 1e-5);
+    check_chunks_vs_tokens(DT_BF16, 1e-5);
+}
+TEST(model_chunks_match_tokens_q8_0_q4_0) {
+    check_chunks_vs_tokens(DT_Q8_0, 3e-2);
+    check_chunks_vs_tokens(DT_Q4_0, 3e-2);
+}
+TEST(model_chunks_match_tokens_k_quants) {
+    check_chunks_vs_tokens(DT_Q4_K, 3e-2);
+    check_chunks_vs_tokens(DT_Q5_K, 3e-2);
+    check_chunks_vs_tokens(DT_Q6_K, 3e-2);
+}
+
+// model_forward_batch against stepping each state alone: the same bits, whatever the thread count.
+static void check_batch_equals_single(DType t) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/b_%s.gguf", test_tmpdir(), dtype_name(t));
+    Err e;
+    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
+    Model m;
+    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    enum { S = 3, STEPS = 5 };
+    const int64_t V = m.cfg.vocab_size;
+    for (int th = 1; th <= 3; th += 2) {
+        ThreadPool *pool = threadpool_new(th);
+        ModelState a[S], b[S];
+        ModelState *pa[S];
+        for (int k = 0; k < S; k++) {
+            REQUIRE(model_state_init(&a[k], &m, 64, pool, &e) == 0);
+            REQUIRE(model_state_init(&b[k], &m, 64, pool, &e) == 0);
+            pa[k] = &a[k];
+            // different prompt lengths, so the states sit at different positions
+            int32_t prompt[8];
+            for (int i = 0; i < 3 + 2 * k; i++) prompt[i] = (int32_t)((k * 31 + i * 7 + 1) % V);
+            REQUIRE(model_forward(&a[k], prompt, 3 + 2 * k, &e) == 0);
+            REQUIRE(model_forward(&b[k], prompt, 3 + 2 * k, &e) == 0);
+        }
+        for (int step = 0; step < STEPS; step++) {
+            int32_t tok[S];
+            for (int k = 0; k < S; k++) tok[k] = (int32_t)((step * 13 + k * 5 + 2) % V);
+            REQUIREF(model_forward_batch(pa, tok, S, &e) == 0, "%s", e.msg);
+            for (int k = 0; k < S; k++) {
+                REQUIRE(model_forward(&b[k], &tok[k], 1, &e) == 0);
+                CHECKF(memcmp(a[k].logits, b[k].logits, (size_t)V * sizeof(float)) == 0,
+                       "%s, %d threads, step %d, state %d: batch differs from single", dtype_name(t), th, step, k);
+                CHECK_EQ_INT(a[k].pos, b[k].pos);
+            }
+        }
+        // misuse is refused, not computed
+        ModelState *twice[2] = {&a[0], &a[0]};
+        int32_t two[2] = {1, 2};
+        CHECK(model_forward_batch(twice, two, 2, &e) != 0 && strstr(e.msg, "twice"));
+        int32_t badtok[S] = {1, (int32_t)V, 2};
+        CHECK(model_forward_batch(pa, badtok, S, &e) != 0 && strstr(e.msg, "vocabulary"));
+        for (int k = 0; k < S; k++) model_state_free(&a[k]), model_state_free(&b[k]);
+        threadpool_free(pool);
+    }
+    model_free(&m);
+}
+
+TEST(model_forward_batch_equals_single) {
+    check_batch_equals_single(DT_F32);
+    check_batch_equals_single(DT_Q4_0);
+    check_batch_equals_single(DT_Q6_K);
+}

@@ -17,7 +17,8 @@
 # 4. QUALITY=1: the Tiny Shakespeare run of RESULTS-train.md (MINUTES=10 by default): validation bits per byte.
 #
 # usage: bench/train_bench.sh      env: LOSSY (default build/release/lossy), LIB (default next to LOSSY:
-#        liblossy.a), THREADS="1 2", STEPS=8, SCRATCH=dir, LLMC=1 LLMC_SRC=dir, QUALITY=1 MINUTES=10
+#        liblossy.a), THREADS="1 2", STEPS=8, SCRATCH=dir, SPEED=0 (skip 1 and 2), LLMC=1 LLMC_SRC=dir,
+#        QUALITY=1 MINUTES=10
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -34,6 +35,11 @@ mkdir -p "$SCRATCH"
 echo "scratch: $SCRATCH"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+prep() { # name tokenizer: the last 10% of the bytes are the validation split
+    [ -f "$SCRATCH/$1/manifest.json" ] || "$LOSSY" data prepare -q --tokenizer "$2" --out "$SCRATCH/$1" --val-fraction 0.1 "$SHAKES"
+}
+
+if [ "${SPEED:-1}" = 1 ]; then
 # ---- 1. GEMM ----
 cc -O3 -march=native -Isrc bench/train_gemm_bench.c "$LIB" -lm -lpthread -o "$SCRATCH/train_gemm_bench"
 for t in $THREADS; do "$SCRATCH/train_gemm_bench" "$t" 288 768 4096 4096; done
@@ -42,9 +48,6 @@ for t in $THREADS; do "$SCRATCH/train_gemm_bench" "$t" 768 2048 256 50257 | tail
 # ---- 2. training steps ----
 [ -f "$SCRATCH/tok4k.gguf" ] || "$LOSSY" tokenizer train -q -n 4096 -o "$SCRATCH/tok4k.gguf" "$SHAKES"
 [ -f "$SCRATCH/tokbyte.gguf" ] || "$LOSSY" tokenizer train -q -n 266 -o "$SCRATCH/tokbyte.gguf" "$SHAKES"
-prep() { # name tokenizer
-    [ -f "$SCRATCH/$1/manifest.json" ] || "$LOSSY" data prepare -q --tokenizer "$2" --out "$SCRATCH/$1" "$SHAKES"
-}
 prep ds4k "$SCRATCH/tok4k.gguf"
 prep dsbyte "$SCRATCH/tokbyte.gguf"
 prep ds32k "$FIX/tokenizers/llama2/tokenizer.model"
@@ -70,6 +73,7 @@ for t in $THREADS; do
     BT=256 run_steps "12x768-v50257-B4xT64" dsgpt2 "$t" --layers 12 --dim 768 --heads 12 --ffn-dim 2048 \
         --seq-len 1024 --seq 64 --batch 4
 done
+fi
 
 # ---- 3. llm.c ----
 if [ "${LLMC:-0}" = 1 ]; then
@@ -129,10 +133,12 @@ fi
 # ---- 4. quality ----
 if [ "${QUALITY:-0}" = 1 ]; then
     MINUTES=${MINUTES:-10}
-    [ -f "$SCRATCH/tok2k.gguf" ] || "$LOSSY" tokenizer train -q -n 2048 -o "$SCRATCH/tok2k.gguf" "$SHAKES"
+    # the vocabulary is learned from the training 90% only (the validation split is the last 10% of the bytes)
+    head -c 1003854 "$SHAKES" > "$SCRATCH/shakespeare-train90.txt"
+    [ -f "$SCRATCH/tok2k.gguf" ] || "$LOSSY" tokenizer train -q -n 2048 -o "$SCRATCH/tok2k.gguf" "$SCRATCH/shakespeare-train90.txt"
     prep ds2k "$SCRATCH/tok2k.gguf"
     "$LOSSY" train --data "$SCRATCH/ds2k" --out "$SCRATCH/shakespeare.gguf" --minutes "$MINUTES" --threads 2 \
         --layers 6 --dim 256 --heads 8 --seq-len 256 --batch 16 --lr 2e-3 --min-lr 1e-4 --warmup 50 \
-        --weight-decay 0.1 --eval-every 100 --eval-tokens 65536 2>&1 | grep -E '^(model|data|done)|val '
-    echo "curve: $SCRATCH/shakespeare.svg"
+        --eval-every 100 --sample-every 200 --sample-tokens 64 2>&1 | tee "$SCRATCH/shakespeare.log" | grep -E '^(model|data|done)|val '
+    echo "curve: $SCRATCH/shakespeare.svg (log $SCRATCH/shakespeare.csv)"
 fi

@@ -1,13 +1,27 @@
 // threadpool.c — persistent worker threads with a generation counter (see threadpool.h).
+//
+// Waiting (a worker for the next run, the caller for the workers to finish) goes in three stages:
+//   1. spin on the atomic for up to SPIN_NS: decoding issues runs microseconds apart, and a futex round trip would
+//      cost more than the work of a small product;
+//   2. sched_yield for up to YIELD_NS: on a machine with more runnable threads than cores (shared build machines,
+//      a pool larger than the core count) the thread we wait for may be waiting for our core, and spinning would
+//      burn the time slice it needs;
+//   3. block on a condition variable.
 #include "base/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/cpu.h"
 #include "base/util.h"
+
+#define SPIN_NS 50000    // 50 us
+#define YIELD_NS 2000000 // 2 ms
 
 struct ThreadPool {
     int n;
@@ -26,6 +40,43 @@ typedef struct {
     int ith;
 } WorkerArg;
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static inline int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// Spin, then yield, while cond(p, arg) holds; returns whether it still holds (the caller then blocks).
+static bool wait_busy(ThreadPool *p, bool (*cond)(ThreadPool *, uint64_t), uint64_t arg) {
+    if (!cond(p, arg)) return false;
+    int64_t t0 = now_ns();
+    for (unsigned i = 1;; i++) {
+        cpu_relax();
+        if (!cond(p, arg)) return false;
+        if ((i & 63) == 0 && now_ns() - t0 > SPIN_NS) break;
+    }
+    while (now_ns() - t0 < YIELD_NS) {
+        sched_yield();
+        if (!cond(p, arg)) return false;
+    }
+    return true;
+}
+
+static bool no_new_run(ThreadPool *p, uint64_t seen) {
+    return atomic_load(&p->generation) == seen && !atomic_load(&p->stop);
+}
+
+static bool workers_busy(ThreadPool *p, uint64_t unused) {
+    (void)unused;
+    return atomic_load(&p->pending) > 0;
+}
+
 static void *worker(void *arg) {
     WorkerArg *wa = arg;
     ThreadPool *p = wa->p;
@@ -33,21 +84,13 @@ static void *worker(void *arg) {
     free(wa);
     uint64_t seen = 0;
     for (;;) {
-        // spin a little: back-to-back runs (one per matrix product) should not pay a futex wake-up each
-        uint64_t gen = atomic_load(&p->generation);
-        for (int spin = 0; gen == seen && spin < 20000 && !atomic_load(&p->stop); spin++) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#endif
-            gen = atomic_load(&p->generation);
-        }
-        if (gen == seen) {
+        if (wait_busy(p, no_new_run, seen)) {
             pthread_mutex_lock(&p->mu);
-            while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->mu);
+            while (no_new_run(p, seen)) pthread_cond_wait(&p->wake, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->stop)) return NULL;
-        seen = gen;
+        seen = atomic_load(&p->generation);
         p->fn(p->ctx, ith, p->n);
         if (atomic_fetch_sub(&p->pending, 1) == 1) {
             pthread_mutex_lock(&p->mu);
@@ -112,13 +155,7 @@ void threadpool_run(ThreadPool *p, ThreadFn fn, void *ctx) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    // wait for the workers: spin first, then sleep
-    for (int spin = 0; atomic_load(&p->pending) > 0 && spin < 100000; spin++) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
-    if (atomic_load(&p->pending) > 0) {
+    if (wait_busy(p, workers_busy, 0)) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);

@@ -44,7 +44,7 @@ static const CliFlag FLAGS[] = {
     {"eval-tokens", 0, FLAG_INT, "N", NULL, "validation tokens per evaluation, 0 = no evaluation (default 65536)"},
     {"sample-every", 0, FLAG_INT, "N", NULL, "print a generated sample every N steps (default 0 = never)"},
     {"sample-tokens", 0, FLAG_INT, "N", NULL, "tokens per sample (default 128)"},
-    {"ckpt-every", 0, FLAG_INT, "N", NULL, "write a checkpoint every N steps (default 1000)"},
+    {"ckpt-every", 0, FLAG_INT, "N", NULL, "write a checkpoint every N steps; 0 = only at the end and on SIGINT/SIGTERM (default 1000)"},
     {"checkpoint", 0, FLAG_STR, "FILE", NULL, "checkpoint path (default OUT.ckpt.gguf)"},
     {"log", 0, FLAG_STR, "FILE", NULL, "CSV loss log (default OUT.csv)"},
     {"plot", 0, FLAG_STR, "FILE", NULL, "SVG loss curve (default OUT.svg)"},

@@ -104,9 +104,8 @@ int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e)
         a->s32 = xmalloc_array((size_t)n / 32 + 1, sizeof(int16_t));
         a->cap = (size_t)n;
     }
-    // group sums serve the K-quant kernels only (their mins and Q6_K's offset)
-    matvec_quantize_act(x, n, a->bs, a->q, a->d, a->bs == 256 ? a->s16 : NULL);
-    if (a->bs != 256) return 0;
+    // group sums serve the K-quant kernels (their mins and Q6_K's offset) and the Q4_0x4 kernel (its -8 offset)
+    matvec_quantize_act(x, n, a->bs, a->q, a->d, a->s16);
     for (int64_t g = 0; g < n / 32; g++) a->s32[g] = (int16_t)(a->s16[2 * g] + a->s16[2 * g + 1]);
     return 0;
 }
@@ -405,6 +404,55 @@ void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t 
     MatvecRowsFn fn = kernels_for(matvec_current_path())->fn[t];
     if (fn && act_block(t) == a->bs) fn(w0, row_stride, r1 - r0, a, y + r0);
     else scalar_generic(t, w0, row_stride, r1 - r0, a, y + r0); // also the safe answer for an act of another kind
+}
+
+// ---- Q4_0x4: repacked Q4_0 ----
+
+size_t matvec_q4_0x4_bytes(int64_t rows, int64_t cols) { return (size_t)(rows / 4) * (size_t)(cols / 32) * 72; }
+
+void matvec_repack_q4_0x4(const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out) {
+    const int64_t nb = cols / 32;
+    for (int64_t g = 0; g < rows / 4; g++) {
+        uint8_t *qs = (uint8_t *)out + (size_t)g * (size_t)nb * 72, *ds = qs + nb * 64; // (nb, 4, 16) quants, (nb, 4) fp16
+        for (int r = 0; r < 4; r++) {
+            const BlockQ4_0 *b = (const BlockQ4_0 *)((const uint8_t *)w + (size_t)(4 * g + r) * row_stride);
+            for (int64_t i = 0; i < nb; i++) {
+                memcpy(qs + i * 64 + r * 16, b[i].qs, 16);
+                memcpy(ds + i * 8 + r * 2, b[i].d, 2);
+            }
+        }
+    }
+}
+
+// The portable kernel on the repacked layout: the Q4_0 scalar kernel's sums, block by block.
+static void scalar_q4_0x4(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y) {
+    const float *tab = matvec_f16_table();
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *qs = packed + (size_t)g * (size_t)nb * 72, *ds = qs + nb * 64;
+        for (int r = 0; r < 4; r++) {
+            float s = 0;
+            for (int64_t i = 0; i < nb; i++) {
+                const uint8_t *q = qs + i * 64 + r * 16;
+                const int8_t *xq = a->q + 32 * i;
+                int sumi = 0;
+                for (int j = 0; j < 16; j++) sumi += ((q[j] & 15) - 8) * xq[j] + ((q[j] >> 4) - 8) * xq[j + 16];
+                s += (float)sumi * (tab[load_u16le(ds + i * 8 + r * 2)] * a->d[i]);
+            }
+            y[4 * g + r] = s;
+        }
+    }
+}
+
+void matvec_rows_q4_0x4(const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y) {
+    if (r1 <= r0) return;
+    const int64_t nb = cols / 32;
+#ifdef LOSSY_MATVEC_X86
+    if (matvec_current_path() == KERNEL_AVX512) {
+        matvec_q4_0x4_avx512(packed, nb, r0 / 4, r1 / 4, a, y);
+        return;
+    }
+#endif
+    scalar_q4_0x4(packed, nb, r0 / 4, r1 / 4, a, y);
 }
 
 int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,

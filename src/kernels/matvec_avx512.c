@@ -136,6 +136,50 @@ T_AVX512 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct 
 }
 ROWS_KERNEL(avx512_q4_0, q4_0_body)
 
+// Q4_0x4 (matvec.h): per block, one 512-bit load holds 4 rows x 32 nibbles; low and high nibbles meet the
+// block's activations broadcast to the four 128-bit lanes, so each lane accumulates one row. The -8 offset starts
+// lane 0 of each row at -8 * (sum of the block's activations). Scales: the four rows' fp16 converted together and
+// spread over their lanes. Two groups per pass share the activation loads.
+T_AVX512 INLINE void q4_0x4_body(const uint8_t *qs, const uint8_t *ds, int64_t nb, size_t gstride, const MatvecAct *a,
+                                 float *y, const int G) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < nb; i++) {
+        const __m512i xl = _mm512_broadcast_i32x4(load128(a->q + 32 * i)), xh = _mm512_broadcast_i32x4(load128(a->q + 32 * i + 16));
+        const __m512i start = _mm512_maskz_set1_epi32(0x1111, -8 * (a->s16[2 * i] + a->s16[2 * i + 1]));
+        const __m512 xd = _mm512_set1_ps(a->d[i]);
+        for (int g = 0; g < G; g++) {
+            const uint8_t *q = qs + g * gstride + i * 64;
+            matvec_prefetch(q, 64, 2 * gstride);
+            if ((i & 7) == 0) matvec_prefetch(ds + g * gstride + i * 8, 64, 2 * gstride);
+            __m512i v = load512(q);
+            __m512i p = _mm512_dpbusd_epi32(start, _mm512_and_si512(v, m4), xl);
+            p = _mm512_dpbusd_epi32(p, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xh);
+            __m512 d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(const void *)(ds + g * gstride + i * 8)))));
+            acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(d, xd), acc[g]);
+        }
+    }
+    for (int g = 0; g < G; g++) { // lanes 4r .. 4r+3 belong to row r
+        float t[16];
+        _mm512_storeu_ps(t, acc[g]);
+        for (int r = 0; r < 4; r++) y[4 * g + r] = (t[4 * r] + t[4 * r + 1]) + (t[4 * r + 2] + t[4 * r + 3]);
+    }
+}
+
+T_AVX512 void matvec_q4_0x4_avx512(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y) {
+    const size_t gstride = (size_t)nb * 72;
+    int64_t g = g0;
+    for (; g + 2 <= g1; g += 2) {
+        const uint8_t *qs = packed + (size_t)g * gstride;
+        q4_0x4_body(qs, qs + nb * 64, nb, gstride, a, y + 4 * g, 2);
+    }
+    for (; g < g1; g++) {
+        const uint8_t *qs = packed + (size_t)g * gstride;
+        q4_0x4_body(qs, qs + nb * 64, nb, gstride, a, y + 4 * g, 1);
+    }
+}
+
 // ---- K-quants, one row at a time (a 256-element super-block already gives each row long independent chains) ----
 
 // Q4_K / Q5_K (qh == NULL for Q4_K). Returns the int32 lanes of sum_j sc_j * dot_j; *summ = sum_j mn_j * xsum_j.

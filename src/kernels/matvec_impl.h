@@ -44,6 +44,8 @@ static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t 
 void matvec_kernels_avx2(MatvecKernels *k);
 void matvec_kernels_avx512(MatvecKernels *k);
 void matvec_quantize_act_avx512(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16);
+// groups [g0, g1) of a Q4_0x4 matrix (matvec.h)
+void matvec_q4_0x4_avx512(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y);
 #endif
 
 #endif

@@ -34,6 +34,11 @@
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Ask for a whole row of weights ahead of its unpacking (the rows of a panel are read once each).
+static inline void matvec_prefetch_row(const uint8_t *p, size_t n) {
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
 // ---- dispatch ----
 
 static WgemmPath g_forced = WGEMM_AUTO;
@@ -44,6 +49,7 @@ static void detect_amx(void) {
 #if WGEMM_X86
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    // AMX-TILE, AMX-INT8; AVX-512 F, BW, VL (the unpacking and scaling code uses them)
     bool tile = d & (1u << 24), int8 = d & (1u << 25), avx512 = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));
     if (!tile || !int8 || !avx512) return;
     // Linux keeps the 8 KiB tile data state off until a process asks for it (ARCH_REQ_XCOMP_PERM, XTILEDATA).
@@ -244,26 +250,33 @@ static void f32_rows(DType t, const uint8_t *w, size_t stride, int64_t r0, int64
 
 #if WGEMM_X86
 
-// Per weight row of K elements: q (K) int8, s (K / SB) scale per sub-block, o (K / 32) min per 32 (Q4_K/Q5_K only).
-static void unpack_row(DType t, const uint8_t *row, int64_t K, int8_t *q, float *s, float *o) {
+// One weight row of K elements: its quants as int8, sub-block j (SB of them) written to q + j * ts (ts = 16 * SB,
+// the distance between consecutive tiles of the panel, so the row lands in tile-major order directly); s (K / SB)
+// the scale of each sub-block, o (K / 32) its min (Q4_K/Q5_K only). AVX-512 BW/VL: the AMX path implies them.
+#define T_UNPACK __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))
+T_UNPACK static inline void put32(int8_t *dst, __m256i v) { _mm256_storeu_si256((__m256i *)(void *)dst, v); }
+
+T_UNPACK static void unpack_row(DType t, const uint8_t *row, int64_t K, int8_t *q, int64_t ts, float *s, float *o) {
+    const __m256i m4 = _mm256_set1_epi8(15);
     switch (t) {
     case DT_Q8_0:
         for (int64_t b = 0; b < K / 32; b++) {
             const BlockQ8_0 *blk = (const BlockQ8_0 *)row + b;
-            memcpy(q + 32 * b, blk->qs, 32);
+            put32(q + b * ts, _mm256_loadu_si256((const __m256i *)(const void *)blk->qs));
             s[b] = fp16_to_fp32(load_u16le(blk->d));
         }
         break;
-    case DT_Q4_0:
+    case DT_Q4_0: {
+        const __m256i eight = _mm256_set1_epi8(8);
         for (int64_t b = 0; b < K / 32; b++) {
             const BlockQ4_0 *blk = (const BlockQ4_0 *)row + b;
-            for (int i = 0; i < 16; i++) {
-                q[32 * b + i] = (int8_t)((blk->qs[i] & 15) - 8);
-                q[32 * b + 16 + i] = (int8_t)((blk->qs[i] >> 4) - 8);
-            }
+            __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)blk->qs);
+            __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4); // elements 0..15 | 16..31
+            put32(q + b * ts, _mm256_sub_epi8(v, eight));
             s[b] = fp16_to_fp32(load_u16le(blk->d));
         }
         break;
+    }
     case DT_Q4_K:
     case DT_Q5_K:
         for (int64_t b = 0; b < K / 256; b++) {
@@ -278,38 +291,51 @@ static void unpack_row(DType t, const uint8_t *row, int64_t K, int8_t *q, float 
             uint8_t sc[8], mn[8];
             quant_unpack_k4_scales(scales, sc, mn);
             float d = fp16_to_fp32(load_u16le(d2)), dmin = fp16_to_fp32(load_u16le(dmin2));
-            int8_t *qb = q + 256 * b;
-            for (int c = 0; c < 4; c++)
-                for (int l = 0; l < 32; l++) {
-                    qb[64 * c + l] = (int8_t)(qs[32 * c + l] & 15);
-                    qb[64 * c + 32 + l] = (int8_t)(qs[32 * c + l] >> 4);
+            __m256i h = qh ? _mm256_loadu_si256((const __m256i *)(const void *)qh) : _mm256_setzero_si256();
+            const __m256i one = _mm256_set1_epi8(1);
+            for (int c = 0; c < 4; c++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if (qh) { // fifth bit of sub-block j is bit j of qh[l]
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4));
                 }
-            if (qh)
-                for (int j = 0; j < 8; j++)
-                    for (int l = 0; l < 32; l++) qb[32 * j + l] = (int8_t)(qb[32 * j + l] | (((qh[l] >> j) & 1) << 4));
+                put32(q + (8 * b + 2 * c) * ts, lo);
+                put32(q + (8 * b + 2 * c + 1) * ts, hi);
+            }
             for (int j = 0; j < 8; j++) {
                 s[8 * b + j] = d * (float)sc[j];
                 o[8 * b + j] = dmin * (float)mn[j];
             }
         }
         break;
-    case DT_Q6_K:
+    case DT_Q6_K: {
+        const __m256i m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
         for (int64_t b = 0; b < K / 256; b++) {
             const BlockQ6_K *blk = (const BlockQ6_K *)row + b;
-            int8_t *qb = q + 256 * b;
             for (int h = 0; h < 2; h++) {
-                const uint8_t *ql = blk->ql + 64 * h, *qh = blk->qh + 32 * h;
-                for (int l = 0; l < 32; l++) {
-                    qb[128 * h + l] = (int8_t)(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32);
-                    qb[128 * h + 32 + l] = (int8_t)(((ql[32 + l] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                    qb[128 * h + 64 + l] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-                    qb[128 * h + 96 + l] = (int8_t)(((ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)(blk->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(blk->ql + 64 * h + 32));
+                __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)(blk->qh + 32 * h));
+                __m256i g[4];
+                g[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+                g[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+                g[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+                g[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+                for (int k = 0; k < 4; k++) { // 32 quants = two sub-blocks of 16
+                    __m256i v = _mm256_sub_epi8(g[k], off);
+                    int64_t j = 16 * b + 8 * h + 2 * k;
+                    _mm_storeu_si128((__m128i *)(void *)(q + j * ts), _mm256_castsi256_si128(v));
+                    _mm_storeu_si128((__m128i *)(void *)(q + (j + 1) * ts), _mm256_extracti128_si256(v, 1));
                 }
             }
             float d = fp16_to_fp32(load_u16le(blk->d));
             for (int j = 0; j < 16; j++) s[16 * b + j] = d * (float)blk->scales[j];
         }
         break;
+    }
     default: break;
     }
 }
@@ -322,7 +348,7 @@ typedef struct TileConfig {
 } TileConfig;
 
 // A sub-block of SB quants: A tiles 16 x SB bytes, B tiles SB/4 x 64 bytes, C tiles 16 x 16 int32.
-static void amx_configure(int sb) {
+__attribute__((target("amx-tile"))) static void amx_configure(int sb) {
     TileConfig c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
@@ -344,7 +370,7 @@ __attribute__((target("avx512f"))) static inline void amx_post(float *F, const i
     }
 }
 
-__attribute__((target("avx512f"))) static void amx_rows(DType t, const uint8_t *w, size_t stride, int64_t r0,
+__attribute__((target("avx512f,amx-tile,amx-int8"))) static void amx_rows(DType t, const uint8_t *w, size_t stride, int64_t r0,
                                                         int64_t r1, const WgemmAct *a, float *y, int64_t ldy,
                                                         WgemmScratch *sc) {
     const int64_t K = a->K, N = a->N, KB = K / 32, T16 = (N + 15) / 16;
@@ -355,30 +381,27 @@ __attribute__((target("avx512f"))) static void amx_rows(DType t, const uint8_t *
     q_bytes = (q_bytes + 63) & ~(size_t)63;
     s_bytes = (s_bytes + 63) & ~(size_t)63;
     o_bytes = (o_bytes + 63) & ~(size_t)63;
-    size_t row_bytes = ((size_t)K + 63) & ~(size_t)63;
-    uint8_t *mem = scratch_get(sc, q_bytes + s_bytes + o_bytes + 4 * 1024 + 4 * 1024 + row_bytes);
+    uint8_t *mem = scratch_get(sc, q_bytes + s_bytes + o_bytes + 4 * 1024 + 4 * 1024);
     int8_t *P = (int8_t *)mem;                                 // (2, NSB, 16, SB) unpacked quants, tile by tile
     float *S = (float *)(mem + q_bytes);                       // (32, NSB) scales
     float *O = (float *)(mem + q_bytes + s_bytes);             // (32, KB) mins
     int32_t *C = (int32_t *)(mem + q_bytes + s_bytes + o_bytes); // (4, 16, 16) C tiles [ti * 2 + ri]
     float *F = (float *)(C + 1024);                             // (4, 16, 16) accumulators
-    int8_t *row = (int8_t *)(F + 1024);                         // (K) one unpacked row
     amx_configure(SB);
     for (int64_t rb = r0; rb < r1; rb += 32) {
         const int64_t nr = min64(32, r1 - rb);
         // P holds tile (ri, j) — rows 16 ri .. 16 ri + 15, quants j SB .. j SB + SB - 1 — as one contiguous
         // 16 x SB block, so tile loads read whole lines in order instead of 16 partial lines K bytes apart.
         for (int64_t r = 0; r < 32; r++) {
+            int8_t *dst = P + (r / 16) * NSB * 16 * SB + (r % 16) * SB;
             if (r < nr) {
-                if (r + 1 < nr) __builtin_prefetch(w + (size_t)(rb + r + 1) * stride, 0, 3);
-                unpack_row(t, w + (size_t)(rb + r) * stride, K, row, S + r * NSB, O + r * KB);
+                matvec_prefetch_row(w + (size_t)(rb + r + 1) * stride, stride);
+                unpack_row(t, w + (size_t)(rb + r) * stride, K, dst, 16 * SB, S + r * NSB, O + r * KB);
             } else { // padding rows: zero quants and scales
-                memset(row, 0, (size_t)K);
+                for (int64_t j = 0; j < NSB; j++) memset(dst + j * 16 * SB, 0, (size_t)SB);
                 memset(S + r * NSB, 0, (size_t)NSB * sizeof(float));
                 memset(O + r * KB, 0, (size_t)KB * sizeof(float));
             }
-            int8_t *dst = P + (r / 16) * NSB * 16 * SB + (r % 16) * SB;
-            for (int64_t j = 0; j < NSB; j++) memcpy(dst + j * 16 * SB, row + j * SB, (size_t)SB);
         }
         __asm__ volatile("" ::: "memory"); // the tile loads below read P (the asm macros declare no memory inputs)
         // One token tile at a time, software-pipelined: the tile unit computes sub-block j into one pair of C tiles

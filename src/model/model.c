@@ -197,6 +197,29 @@ static int load_llama2c(Model *m, const char *path, Err *e) {
     return 0;
 }
 
+// Q4_0 matrices the decoding kernels read (everything 2-D but an untied token embedding, which is only looked up)
+// get a Q4_0x4 copy when the AVX-512 kernels are in use: one 512-bit load then carries four rows of a block.
+// LOSSY_REPACK=0 in the environment skips it (benchmarking the plain layout).
+static void repack_weights(Model *m) {
+    m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
+    const char *env = getenv("LOSSY_REPACK");
+    if ((env && strcmp(env, "0") == 0) || matvec_current_path() != KERNEL_AVX512) return;
+    for (size_t i = 0; i < m->w.n; i++) {
+        const Tensor *t = &m->w.t[i];
+        if (t->type != DT_Q4_0 || t->n_dims < 2 || (t == m->tok_embd && m->output != m->tok_embd) || tensor_rows(t) < 4) continue;
+        size_t stride, bytes = matvec_q4_0x4_bytes(tensor_rows(t), t->ne[0]);
+        if (quant_row_bytes(DT_Q4_0, t->ne[0], &stride, NULL)) continue;
+        void *buf = xmalloc(bytes);
+        matvec_repack_q4_0x4(t->data, stride, tensor_rows(t), t->ne[0], buf);
+        weights_own(&m->w, buf);
+        m->repacked[i] = buf;
+    }
+}
+
+static const void *repacked_of(const Model *m, const Tensor *t) {
+    return m->repacked && t >= m->w.t && t < m->w.t + m->w.n ? m->repacked[t - m->w.t] : NULL;
+}
+
 int model_load(Model *m, const char *path, Err *e) {
     memset(m, 0, sizeof *m);
     model_config_init(&m->cfg);
@@ -217,6 +240,7 @@ int model_load(Model *m, const char *path, Err *e) {
     }
     if (rc == 0) rc = model_config_validate(&m->cfg, path, e);
     if (rc == 0) rc = bind_weights(m, e);
+    if (rc == 0) repack_weights(m);
     if (rc) model_free(m);
     return rc;
 }
@@ -230,6 +254,7 @@ void model_free(Model *m) {
         free(m->l2c);
     }
     free(m->layers);
+    free((void *)m->repacked);
     free(m->path);
     memset(m, 0, sizeof *m);
 }
@@ -463,6 +488,7 @@ typedef struct Proj {
     SBuf out;
     size_t stride;     // bytes per row
     int act;           // index into each state's act[]
+    const void *x4;    // Q4_0x4 copy of w (rows / 4 groups) or NULL
 } Proj;
 
 typedef struct ProjJob {
@@ -470,23 +496,34 @@ typedef struct ProjJob {
     int64_t S;
     const Proj *p;
     int n;
-    int64_t total_rows;
+    int64_t total_units; // groups of 4 rows over all products (a repacked matrix is read a group at a time)
 } ProjJob;
+
+// Rows [a, b) of one product for one state: repacked groups, then the rows past the last whole group.
+static void proj_rows(const Proj *p, int64_t a, int64_t b, const MatvecAct *act, float *y) {
+    if (p->x4) {
+        int64_t g_end = tensor_rows(p->w) / 4 * 4, e = b < g_end ? b : g_end;
+        if (a < e) matvec_rows_q4_0x4(p->x4, p->w->ne[0], a, e, act, y);
+        if (a < e) a = e;
+    }
+    if (a < b) matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, act, y);
+}
 
 static void proj_worker(void *ctx, int ith, int nth) {
     const ProjJob *j = ctx;
-    int64_t r0, r1;
-    threadpool_split(j->total_rows, ith, nth, &r0, &r1);
+    int64_t u0, u1;
+    threadpool_split(j->total_units, ith, nth, &u0, &u1);
     int64_t base = 0;
-    for (int i = 0; i < j->n && r0 < r1; i++) {
+    for (int i = 0; i < j->n && u0 < u1; i++) {
         const Proj *p = &j->p[i];
-        int64_t rows = tensor_rows(p->w), a = r0 - base, b = r1 - base;
-        if (a < 0) a = 0;
-        if (b > rows) b = rows;
-        base += rows;
-        if (a >= b) continue;
+        int64_t rows = tensor_rows(p->w), units = (rows + 3) / 4, ua = u0 - base, ub = u1 - base;
+        base += units;
+        if (ua < 0) ua = 0;
+        if (ub > units) ub = units;
+        if (ua >= ub) continue;
+        int64_t a = 4 * ua, b = 4 * ub < rows ? 4 * ub : rows;
         if (j->S == 1) {
-            matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, &j->st[0]->act[p->act], sbuf(j->st[0], p->out));
+            proj_rows(p, a, b, &j->st[0]->act[p->act], sbuf(j->st[0], p->out));
             continue;
         }
         // about 16 KiB of weights per tile: read from memory once, then from L1 for every state
@@ -494,8 +531,7 @@ static void proj_worker(void *ctx, int ith, int nth) {
         tile = tile < 4 ? 4 : tile / 4 * 4;
         for (int64_t t0 = a; t0 < b; t0 += tile) {
             int64_t t1 = t0 + tile < b ? t0 + tile : b;
-            for (int64_t k = 0; k < j->S; k++)
-                matvec_rows((DType)p->w->type, p->w->data, p->stride, t0, t1, &j->st[k]->act[p->act], sbuf(j->st[k], p->out));
+            for (int64_t k = 0; k < j->S; k++) proj_rows(p, t0, t1, &j->st[k]->act[p->act], sbuf(j->st[k], p->out));
         }
     }
 }
@@ -518,7 +554,8 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
                     return err_prefix(e, "tensor '%s': ", w->name);
             p[i].act = n_acts++;
         }
-        total += tensor_rows(w);
+        p[i].x4 = repacked_of(s0->m, w);
+        total += (tensor_rows(w) + 3) / 4;
         bytes += (size_t)tensor_rows(w) * p[i].stride;
     }
     ProjJob j = {st, S, p, n, total};
@@ -537,7 +574,7 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
 }
 
 static int project(ModelState *const *st, int64_t S, SBuf in, const Tensor *w, const float *bias, SBuf out, Err *e) {
-    Proj p = {w, bias, out, 0, 0};
+    Proj p = {w, bias, out, 0, 0, NULL};
     return project_many(st, S, in, &p, 1, e);
 }
 
@@ -583,7 +620,7 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
         if (L->wqkv) {
             if (project(st, S, SB_XB, L->wqkv, L->bqkv, SB_Q, e)) return -1;
         } else {
-            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0}, {L->wk, L->bk, SB_K, 0, 0}, {L->wv, L->bv, SB_V, 0, 0}};
+            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0, NULL}, {L->wk, L->bk, SB_K, 0, 0, NULL}, {L->wv, L->bv, SB_V, 0, 0, NULL}};
             if (project_many(st, S, SB_XB, p, 3, e)) return -1;
         }
         for (int64_t k = 0; k < S; k++) {
@@ -606,7 +643,7 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
             norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
         }
         if (c->mlp == MLP_GATED) {
-            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0}, {L->w_up, L->b_up, SB_HB2, 0, 0}};
+            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0, NULL}, {L->w_up, L->b_up, SB_HB2, 0, 0, NULL}};
             if (project_many(st, S, SB_XB, p, 2, e)) return -1;
         } else {
             if (project(st, S, SB_XB, L->w_up, L->b_up, SB_HB2, e)) return -1;

@@ -44,6 +44,8 @@ typedef struct Model {
     const Tensor *output;      // (V rows of C): output.weight, or tok_embd when tied
     const float *output_norm, *output_norm_b; // (C)
     ModelLayer *layers;        // (n_layer)
+    const void **repacked;     // (w.n) per weight: a copy in a layout the vector kernels read faster (Q4_0x4 of a
+                               // Q4_0 matrix, matvec.h) or NULL; made at load when the AVX-512 kernels run
     double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
 } Model;
 

@@ -323,7 +323,8 @@ int train_model_reserve(TrainModel *m, int64_t B, int64_t T, Err *e) {
     carve_all(m, &cv, B, T, R);
     if (cv.overflow || cv.used > ((size_t)1 << 40) / sizeof(float))
         return ERR(e, "activations for batch %lld x %lld do not fit in memory", (long long)B, (long long)T);
-    m->act_mem = xmalloc(cv.used * sizeof(float) + 64);
+    m->act_bytes = cv.used * sizeof(float) + 64;
+    m->act_mem = xmalloc(m->act_bytes);
     cv.base = (float *)(((uintptr_t)m->act_mem + 63) & ~(uintptr_t)63);
     cv.used = 0;
     carve_all(m, &cv, B, T, R);

@@ -86,6 +86,7 @@ typedef struct TrainModel {
 
     // activation capacity and buffers (train_model_reserve)
     int64_t cap_B, cap_T, head_rows;
+    size_t act_bytes;       // size of act_mem
     float *act_mem;         // one allocation for everything below
     TrainLayerActs *acts;   // (L)
     float *x_out;           // (BT, C) residual stream after the last layer

@@ -457,9 +457,9 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
                (long long)t.T, (long long)t.K, (long long)per_step,
                t.time_budget ? "time budget" : "");
     if (!t.time_budget) buf_printf(&t.line, "%lld steps", (long long)t.total_steps);
-    buf_printf(&t.line, "; %.1f GFLOP per step; peak %.0f GFLOP/s (our GEMM, %d threads)%s",
+    buf_printf(&t.line, "; %.1f GFLOP per step; peak %.0f GFLOP/s (our GEMM, %d threads); memory %.2f GB%s",
                t.flops_per_token * (double)per_step / 1e9, t.peak, threadpool_size(io->pool),
-               resumed ? "; resumed" : "");
+               (double)(t.m.act_bytes + 4 * t.m.n_params * sizeof(float)) / 1e9, resumed ? "; resumed" : "");
     emit(&t, TRAIN_EV_INFO, t.meta.step);
     if (!t.has_val && o->eval_tokens > 0) {
         buf_printf(&t.line, "note: the validation split has fewer than %lld tokens: no evaluation", (long long)(t.T + 1));

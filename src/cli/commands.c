@@ -14,6 +14,7 @@ extern const CliCommand cmd_tokenize;
 extern const CliCommand cmd_data_prepare;
 extern const CliCommand cmd_data_sft_synth;
 extern const CliCommand cmd_train;
+extern const CliCommand cmd_sft;
 extern const CliCommand cmd_plot;
 extern const CliCommand cmd_quantize;
 extern const CliCommand cmd_eval_ppl;
@@ -33,6 +34,7 @@ const CliCommand *const cli_commands[] = {
     &cmd_data_prepare,
     &cmd_data_sft_synth,
     &cmd_train,
+    &cmd_sft,
     &cmd_plot,
     NULL,
 };

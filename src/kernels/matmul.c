@@ -183,14 +183,15 @@ const char *matmul_isa_name(MatmulIsa isa) {
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 #if MATMUL_X86
-// dst[k * ld + j] = src[j * lds + k] for 16 rows j and k in [0, 16 * floor(kc / 16)), 16 x 16 register transposes;
-// returns the k reached.
+// dst[k * ld + j] = src[j * lds + k] for rows j < n (n <= 16; lanes j >= n are not written) and k in
+// [0, 16 * floor(kc / 16)), by 16 x 16 register transposes; returns the k reached.
 __attribute__((target("avx512f"))) static int64_t transpose16_avx512(float *dst, int64_t ld, const float *src,
-                                                                      int64_t lds, int64_t kc) {
+                                                                      int64_t lds, int64_t kc, int n) {
+    const __mmask16 store = (__mmask16)((1u << n) - 1);
     int64_t k = 0;
     for (; k + 16 <= kc; k += 16) {
         __m512 r[16], t[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds + k);
+        for (int i = 0; i < 16; i++) r[i] = i < n ? _mm512_loadu_ps(src + i * lds + k) : _mm512_setzero_ps();
         for (int i = 0; i < 16; i += 2) { // pairs of rows interleaved by element
             t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
             t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -214,7 +215,7 @@ __attribute__((target("avx512f"))) static int64_t transpose16_avx512(float *dst,
             r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
             r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
         }
-        for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (k + i) * ld, r[i]); // r[i] = column k + i, rows 0..15
+        for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(dst + (k + i) * ld, store, r[i]); // r[i] = column k + i
     }
     return k;
 }
@@ -224,7 +225,18 @@ __attribute__((target("avx512f"))) static int64_t transpose16_avx512(float *dst,
 static void pack_a(float *Ap, const float *A, int64_t rsa, int64_t csa, int64_t mc, int64_t kc, int mr) {
     if (csa == 1) {
         // Rows of op(A) are contiguous in k (x, dy): read each row once, write a column of its panel.
-        for (int64_t i = 0; i < mc; i++) {
+        int64_t i0 = 0;
+#if MATMUL_X86
+        if (mr <= 16 && cpu_features()->avx512f) { // whole panels by register transposes, then the k tail
+            for (; i0 + mr <= mc; i0 += mr) {
+                float *dst = Ap + i0 * kc;
+                int64_t k = transpose16_avx512(dst, mr, A + i0 * rsa, rsa, kc, mr);
+                for (int64_t i = 0; i < mr; i++)
+                    for (int64_t kk = k; kk < kc; kk++) dst[kk * mr + i] = A[(i0 + i) * rsa + kk];
+            }
+        }
+#endif
+        for (int64_t i = i0; i < mc; i++) {
             const float *src = A + i * rsa;
             float *dst = Ap + (i / mr) * mr * kc + i % mr;
             for (int64_t k = 0; k < kc; k++) dst[k * mr] = src[k];
@@ -267,7 +279,7 @@ static void pack_b(float *Bp, const float *B, int64_t rsb, int64_t csb, int64_t 
             int64_t k = 0;
 #if MATMUL_X86
             if (nr % 16 == 0 && cpu_features()->avx512f) {
-                for (int64_t j0 = 0; j0 + 16 <= n; j0 += 16) k = transpose16_avx512(dst + j0, nr, B + (q0 + j0) * csb, csb, kc);
+                for (int64_t j0 = 0; j0 + 16 <= n; j0 += 16) k = transpose16_avx512(dst + j0, nr, B + (q0 + j0) * csb, csb, kc, 16);
                 for (int64_t j0 = n / 16 * 16; j0 < n; j0++)
                     for (int64_t kk = 0; kk < k; kk++) dst[kk * nr + j0] = B[(q0 + j0) * csb + kk];
             }

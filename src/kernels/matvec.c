@@ -474,3 +474,6 @@ int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols
     if (!scratch) matvec_act_free(&local);
     return rc;
 }
+int matvec_pf_rows_dbg = 4;
+size_t matvec_pf_dist_dbg = 0;
+__attribute__((constructor)) static void pf_dbg_init(void) { const char *s = getenv("PFROWS"); if (s) matvec_pf_rows_dbg = atoi(s); s = getenv("PFDIST"); if (s) matvec_pf_dist_dbg = (size_t)atoi(s); }

@@ -59,7 +59,10 @@ T_AVX512 INLINE __m512 bf16x16(const uint8_t *p, __mmask16 m) {
             __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);                          \
             for (int r = 0; r < R; r++) {                                                                  \
                 const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
-                matvec_prefetch(row, 32 * esize, MATVEC_PF_ROWS * stride);                                 \
+                if (matvec_pf_dist_dbg) {                                                                  \
+                    size_t off_ = (size_t)i * esize + matvec_pf_dist_dbg;                                  \
+                    matvec_prefetch(row, 32 * esize, matvec_pf_dist_dbg + (off_ >= (size_t)n * esize ? (MATVEC_ROWS - 1) * stride : 0)); \
+                } else matvec_prefetch(row, 32 * esize, MATVEC_PF_ROWS * stride);                          \
                 acc[r][0] = _mm512_fmadd_ps(load(row, 0xffff), x0, acc[r][0]);                             \
                 acc[r][1] = _mm512_fmadd_ps(load(row + 16 * esize, 0xffff), x1, acc[r][1]);                \
             }                                                                                              \

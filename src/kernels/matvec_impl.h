@@ -34,7 +34,9 @@ const float *matvec_f16_table(void);
 // further on (the next pass, rows being contiguous), so every line of the matrix is requested about one pass before
 // it is needed. The hardware streamer alone leaves a third of the read bandwidth unused on these short interleaved
 // row streams (measured: 27 vs 37 GB/s on 2 threads for a plain sequential read, and 2x on the Q8_0 kernel).
-#define MATVEC_PF_ROWS MATVEC_ROWS
+extern int matvec_pf_rows_dbg;
+extern size_t matvec_pf_dist_dbg;
+#define MATVEC_PF_ROWS matvec_pf_rows_dbg
 static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t *p, size_t n, size_t ahead) {
     for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + ahead + o, 0, 3);
 }

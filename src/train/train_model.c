@@ -16,6 +16,7 @@
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul_mt.h"
+#include "kernels/quant.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/softmax.h"
@@ -212,13 +213,26 @@ int train_model_load_weights(TrainModel *m, const GGUFFile *g, Err *e) {
         const TrainParam *p = &m->pinfo[i];
         const GGUFTensor *t = gguf_find_tensor(g, p->name);
         if (!t) return ERR(e, "%s: tensor '%s' is missing", g->name, p->name);
-        if (t->type != DT_F32)
-            return ERR(e, "%s: tensor '%s' is %s; training resumes from F32 weights only", g->name, p->name,
-                       dtype_name(t->type));
         if (t->ne[0] != p->ne[0] || t->ne[1] != p->ne[1] || t->ne[2] != 1 || t->ne[3] != 1)
             return ERR(e, "%s: tensor '%s' has shape %lld x %lld, expected %lld x %lld", g->name, p->name,
                        (long long)t->ne[0], (long long)t->ne[1], (long long)p->ne[0], (long long)p->ne[1]);
-        memcpy(m->params + p->offset, t->data, p->count * sizeof(float));
+        if (t->type == DT_F32) {
+            memcpy(m->params + p->offset, t->data, p->count * sizeof(float));
+            continue;
+        }
+        // F16/BF16 and quantized weights become the fp32 master copy (finetuning a converted or quantized model)
+        if (!quant_can_dequantize((DType)t->type))
+            return ERR(e, "%s: tensor '%s' is %s, which cannot be dequantized for training", g->name, p->name,
+                       dtype_name(t->type));
+        size_t row_bytes;
+        if (quant_row_bytes((DType)t->type, p->ne[0], &row_bytes, e)) return err_prefix(e, "%s: tensor '%s': ", g->name, p->name);
+        int64_t rows = p->n_dims == 2 ? p->ne[1] : 1;
+        if (row_bytes > 0 && t->nbytes / row_bytes < (size_t)rows)
+            return ERR(e, "%s: tensor '%s' holds %zu bytes, too few for its shape", g->name, p->name, t->nbytes);
+        for (int64_t r = 0; r < rows; r++)
+            if (quant_dequantize_row((DType)t->type, (const uint8_t *)t->data + (size_t)r * row_bytes,
+                                     m->params + p->offset + (size_t)r * (size_t)p->ne[0], p->ne[0], e))
+                return err_prefix(e, "%s: tensor '%s': ", g->name, p->name);
     }
     return 0;
 }

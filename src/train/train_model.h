@@ -131,7 +131,8 @@ void train_model_free(TrainModel *m);
 // Random initialisation from a seed: matrices and embeddings N(0, 0.02), the residual projections (Wo, Wdown)
 // scaled by 1/sqrt(2L) (GPT-2), norm weights 1.
 void train_model_init_weights(TrainModel *m, uint64_t seed);
-// Load weights from a GGUF llama file whose tensors are F32 and whose config equals m->cfg.
+// Load weights from a GGUF llama file whose config equals m->cfg: F32 tensors are copied, F16/BF16 and quantized ones
+// dequantized (finetuning a converted or quantized model starts from the same values inference computes with).
 int train_model_load_weights(TrainModel *m, const GGUFFile *g, Err *e);
 
 // Activation buffers for batches of up to B sequences of T tokens (T <= n_ctx_train). Idempotent for equal sizes.

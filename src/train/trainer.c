@@ -1,4 +1,5 @@
-// trainer.c — the pretraining loop (see trainer.h).
+// trainer.c — the training loop (see trainer.h): pretraining on a prepared dataset, or finetuning on a TrainSource
+// (masked targets) with the same loop, evaluation, logs, checkpoints and export.
 #include "train/trainer.h"
 
 #include <errno.h>
@@ -126,7 +127,12 @@ double train_measure_peak_gflops(ThreadPool *pool, double seconds) {
 typedef struct Trainer {
     const TrainOpts *o;
     const TrainIO *io;
-    Dataset ds;
+    Dataset ds;               // pretraining data (unused with a source)
+    const TrainSource *src;   // or a finetuning source
+    DataLoaderState src_st;   // the source's position
+    const Tokenizer *tok;     // ds.tok or src->tok
+    int64_t vocab;
+    uint64_t data_hash;       // ds.manifest_hash or src->hash
     TrainModel m;
     AdamW opt;
     DataLoader train, val;
@@ -171,35 +177,43 @@ static void fmt_duration(char *out, size_t n, double s) {
 }
 
 // Mean loss per token and bits per byte over the first eval_tokens of the validation split.
+// With a source: every validation row (eval_tokens is not a limit), counted targets only.
 static void evaluate(Trainer *t, double *loss, double *bpb) {
-    int64_t windows = t->o->eval_tokens / t->T;
-    if (windows < 1) windows = 1;
-    if (windows > data_loader_epoch_windows(&t->val)) windows = data_loader_epoch_windows(&t->val);
-    DataLoaderState st0 = {0, 0, 0};
-    Err e;
-    (void)data_loader_set_state(&t->val, &st0, &e);
+    int64_t windows;
+    if (t->src) {
+        windows = t->src->n_val_rows;
+    } else {
+        windows = t->o->eval_tokens / t->T;
+        if (windows < 1) windows = 1;
+        if (windows > data_loader_epoch_windows(&t->val)) windows = data_loader_epoch_windows(&t->val);
+        DataLoaderState st0 = {0, 0, 0};
+        Err e;
+        (void)data_loader_set_state(&t->val, &st0, &e);
+    }
     double nats = 0, text_nats = 0, bytes = 0;
     int64_t count = 0;
     for (int64_t i = 0; i < windows; i += t->B) {
         int64_t b = windows - i < t->B ? windows - i : t->B;
-        data_loader_next(&t->val, b, t->inputs, t->targets);
+        if (t->src) t->src->val_rows(t->src->ctx, i, b, t->inputs, t->targets);
+        else data_loader_next(&t->val, b, t->inputs, t->targets);
         train_model_forward(&t->m, t->inputs, t->targets, b, t->T, t->row_loss);
         for (int64_t r = 0; r < b * t->T; r++) {
+            if (t->targets[r] < 0) continue; // masked: not part of the loss
             nats += t->row_loss[r];
             int64_t nb = t->byte_len[t->targets[r]];
             if (nb > 0) {
                 text_nats += t->row_loss[r];
                 bytes += (double)nb;
             }
+            count++;
         }
-        count += b * t->T;
     }
-    *loss = nats / (double)count;
+    *loss = count > 0 ? nats / (double)count : NAN;
     *bpb = bytes > 0 ? text_nats / log(2.0) / bytes : NAN;
 }
 
 static void sample(Trainer *t, int64_t step) {
-    const Tokenizer *tok = t->ds.tok;
+    const Tokenizer *tok = t->tok;
     int32_t start = tokenizer_special_id(tok, TOKEN_ID_BOS);
     if (start < 0) start = tokenizer_special_id(tok, TOKEN_ID_EOS);
     if (start < 0) return;
@@ -234,9 +248,9 @@ static void sample(Trainer *t, int64_t step) {
 }
 
 static int save_checkpoint(Trainer *t, Err *e) {
-    t->meta.loader = t->train.st;
+    t->meta.loader = t->src ? t->src_st : t->train.st;
     t->meta.opts_json = t->opts_json;
-    if (checkpoint_save(t->ckpt_path, &t->m, &t->opt, t->ds.tok, &t->meta, e)) return -1;
+    if (checkpoint_save(t->ckpt_path, &t->m, &t->opt, t->tok, &t->meta, e)) return -1;
     buf_printf(&t->line, "checkpoint: step %lld written to %s", (long long)t->meta.step, t->ckpt_path);
     emit(t, TRAIN_EV_CHECKPOINT, t->meta.step);
     return 0;
@@ -269,14 +283,18 @@ static int export_model(Trainer *t, const TrainResult *r, Err *e) {
     char name[64];
     if (t->o->name) snprintf(name, sizeof name, "%s", t->o->name);
     else snprintf(name, sizeof name, "lossy-%lldx%lld", (long long)t->m.cfg.n_layer, (long long)t->m.cfg.n_embd);
-    GGUFWriter *w = train_model_gguf_writer(&t->m, t->ds.tok, name, e);
+    GGUFWriter *w = train_model_gguf_writer(&t->m, t->tok, name, e);
     if (!w) return -1;
     char hex[32];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t->ds.manifest_hash);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t->data_hash);
     gguf_writer_set_str(w, "lossy.train.data_manifest_hash", hex);
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t->ds.tokenizer_hash);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)data_tokenizer_hash(t->tok));
     gguf_writer_set_str(w, "lossy.train.tokenizer_hash", hex);
-    gguf_writer_set_str(w, "lossy.train.data", t->io->data_dir);
+    gguf_writer_set_str(w, "lossy.train.data", t->src ? t->src->desc : t->io->data_dir);
+    if (t->src && t->src->export_keys && t->src->export_keys(t->src->ctx, w, e)) {
+        gguf_writer_free(w);
+        return -1;
+    }
     gguf_writer_set_str(w, "lossy.train.opts", t->opts_json);
     gguf_writer_set_i64(w, "lossy.train.steps", r->steps);
     gguf_writer_set_i64(w, "lossy.train.tokens", r->tokens);
@@ -311,24 +329,24 @@ static int setup_model(Trainer *t, Checkpoint *ck, Err *e) {
     if (ck) {
         cfg = ck->cfg;
         if (check_shape(&cfg, o, e)) return -1;
-        if (ck->meta.manifest_hash != t->ds.manifest_hash)
-            return ERR(e, "checkpoint '%s' was trained on another dataset (manifest hash %016llx; '%s' has %016llx)",
-                       t->io->resume, (unsigned long long)ck->meta.manifest_hash, t->io->data_dir,
-                       (unsigned long long)t->ds.manifest_hash);
+        if (ck->meta.manifest_hash != t->data_hash)
+            return ERR(e, "checkpoint '%s' was trained on another dataset (hash %016llx; '%s' has %016llx)",
+                       t->io->resume, (unsigned long long)ck->meta.manifest_hash,
+                       t->src ? t->src->desc : t->io->data_dir, (unsigned long long)t->data_hash);
     } else if (t->io->init) {
         if (gguf_open(&init, t->io->init, e)) return -1;
         if (model_config_from_gguf(&init, &cfg, e) || train_config_check(&cfg, e)) {
             gguf_close(&init);
             return err_prefix(e, "--init '%s': ", t->io->init);
         }
-    } else if (train_config_llama(&cfg, t->ds.vocab_size, o->n_layer, o->n_embd, o->n_head, o->n_head_kv, o->n_ff,
+    } else if (train_config_llama(&cfg, t->vocab, o->n_layer, o->n_embd, o->n_head, o->n_head_kv, o->n_ff,
                                   o->seq_len, o->tied, e)) {
         return -1;
     }
-    if (cfg.vocab_size != t->ds.vocab_size) {
+    if (cfg.vocab_size != t->vocab) {
         if (init.name) gguf_close(&init);
-        return ERR(e, "the model has a vocabulary of %lld tokens but the dataset's tokenizer has %lld",
-                   (long long)cfg.vocab_size, (long long)t->ds.vocab_size);
+        return ERR(e, "the model has a vocabulary of %lld tokens but the data's tokenizer has %lld",
+                   (long long)cfg.vocab_size, (long long)t->vocab);
     }
     int rc = train_model_init(&t->m, &cfg, t->io->pool, e);
     if (rc == 0) adamw_init(&t->opt, t->m.n_params, o->beta1, o->beta2, o->adam_eps, o->weight_decay);
@@ -380,20 +398,34 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         ERR(e, "optimizer settings out of range (need lr > 0, min-lr >= 0, grad-clip >= 0, weight-decay >= 0, betas in [0, 1))");
         goto done;
     }
-    if (dataset_open(&t.ds, io->data_dir, e)) goto done;
+    t.src = io->source;
+    if (t.src) {
+        t.tok = t.src->tok;
+        t.vocab = (int64_t)tokenizer_vocab_size(t.tok);
+        t.data_hash = t.src->hash;
+    } else {
+        if (dataset_open(&t.ds, io->data_dir, e)) goto done;
+        t.tok = t.ds.tok;
+        t.vocab = t.ds.vocab_size;
+        t.data_hash = t.ds.manifest_hash;
+    }
     if (resumed && checkpoint_open(&ck, io->resume, e)) goto done;
     if (setup_model(&t, resumed ? &ck : NULL, e)) goto done;
     t.B = o->batch;
     t.K = o->grad_accum;
-    t.T = o->seq > 0 ? o->seq : t.m.cfg.n_ctx_train;
+    t.T = t.src ? t.src->T : o->seq > 0 ? o->seq : t.m.cfg.n_ctx_train;
     if (t.T > t.m.cfg.n_ctx_train) {
         ERR(e, "--seq %lld is longer than the model's context %lld (--seq-len)", (long long)t.T, (long long)t.m.cfg.n_ctx_train);
         goto done;
     }
     if (train_model_reserve(&t.m, t.B, t.T, e)) goto done;
-    if (data_loader_init(&t.train, &t.ds, DATA_TRAIN, t.T, true, o->seed, e)) goto done;
     t.has_val = false;
-    if (o->eval_tokens > 0 && t.ds.tokens[DATA_VAL] > (uint64_t)t.T) {
+    if (t.src) {
+        t.src_st = (DataLoaderState){o->seed, 0, 0};
+        t.has_val = o->eval_tokens > 0 && t.src->n_val_rows > 0;
+    } else if (data_loader_init(&t.train, &t.ds, DATA_TRAIN, t.T, true, o->seed, e)) {
+        goto done;
+    } else if (o->eval_tokens > 0 && t.ds.tokens[DATA_VAL] > (uint64_t)t.T) {
         Err ve;
         t.has_val = data_loader_init(&t.val, &t.ds, DATA_VAL, t.T, false, 0, &ve) == 0;
     }
@@ -410,7 +442,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         t.warmup = 100;
         if (!t.time_budget && t.total_steps / 10 < t.warmup) t.warmup = t.total_steps / 10;
     }
-    t.byte_len = data_token_byte_lengths(t.ds.tok);
+    t.byte_len = data_token_byte_lengths(t.tok);
     t.inputs = xmalloc_array((size_t)(t.B * t.T), sizeof(int32_t));
     t.targets = xmalloc_array((size_t)(t.B * t.T), sizeof(int32_t));
     t.row_loss = xmalloc_array((size_t)(t.B * t.T), sizeof(float));
@@ -418,7 +450,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
     t.log_path = derived_path(io->out_path, io->log_path, ".csv");
     t.plot_path = derived_path(io->out_path, io->plot_path, ".svg");
     t.opts_json = train_opts_to_json(o);
-    t.meta.manifest_hash = t.ds.manifest_hash;
+    t.meta.manifest_hash = t.data_hash;
     t.meta.train_loss = t.meta.val_loss = NAN;
     if (resumed) {
         t.meta.step = ck.meta.step;
@@ -432,7 +464,8 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
                 (unsigned long long)o->seed);
             goto done;
         }
-        if (data_loader_set_state(&t.train, &st, e)) goto done;
+        if (t.src) t.src_st = st;
+        else if (data_loader_set_state(&t.train, &st, e)) goto done;
         if (truncate_log(t.log_path, t.meta.step, e)) goto done;
         checkpoint_close(&ck);
     }
@@ -452,8 +485,10 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
                (long long)c->n_ctx_train, (long long)c->vocab_size, c->tied_embeddings ? "tied" : "untied",
                (double)t.m.n_params / 1e6);
     emit(&t, TRAIN_EV_INFO, t.meta.step);
-    buf_printf(&t.line, "data: %llu train / %llu val tokens; batch %lld x %lld x %lld accum = %lld tokens per step; %s",
-               (unsigned long long)t.ds.tokens[DATA_TRAIN], (unsigned long long)t.ds.tokens[DATA_VAL], (long long)t.B,
+    buf_printf(&t.line, "data: %llu train / %llu val %s; batch %lld x %lld x %lld accum = %lld tokens per step; %s",
+               (unsigned long long)(t.src ? (uint64_t)t.src->train_targets : t.ds.tokens[DATA_TRAIN]),
+               (unsigned long long)(t.src ? (uint64_t)t.src->val_targets : t.ds.tokens[DATA_VAL]),
+               t.src ? "target tokens (masked)" : "tokens", (long long)t.B,
                (long long)t.T, (long long)t.K, (long long)per_step,
                t.time_budget ? "time budget" : "");
     if (!t.time_budget) buf_printf(&t.line, "%lld steps", (long long)t.total_steps);
@@ -487,8 +522,18 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         train_model_zero_grad(&t.m);
         double loss = 0;
         for (int64_t k = 0; k < t.K; k++) {
-            data_loader_next(&t.train, t.B, t.inputs, t.targets);
-            loss += train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, grad_scale);
+            if (!t.src) {
+                data_loader_next(&t.train, t.B, t.inputs, t.targets);
+                loss += train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, grad_scale);
+                continue;
+            }
+            // masked targets: the mean over the counted ones (a micro-batch without any contributes nothing)
+            t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
+            int64_t counted = 0;
+            for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
+            float scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
+            double mean_all = train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, scale);
+            if (counted > 0) loss += mean_all * (double)(t.B * t.T) / (double)counted;
         }
         loss /= (double)t.K;
         double gnorm = grad_global_norm(io->pool, t.m.grads, t.m.n_params);
@@ -549,7 +594,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         }
         if (do_eval) {
             Err pe;
-            (void)plot_csv_to_svg(t.log_path, t.plot_path, "lossy train", &pe); // the curve is a convenience
+            (void)plot_csv_to_svg(t.log_path, t.plot_path, t.src ? "lossy sft" : "lossy train", &pe); // the curve is a convenience
         }
         if (o->sample_every > 0 && t.meta.step % o->sample_every == 0) sample(&t, t.meta.step);
         if (o->ckpt_every > 0 && t.meta.step % o->ckpt_every == 0 && !last && save_checkpoint(&t, e)) goto done;
@@ -573,7 +618,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
     if (save_checkpoint(&t, e)) goto done;
     {
         Err pe;
-        if (plot_csv_to_svg(t.log_path, t.plot_path, "lossy train", &pe) == 0) {
+        if (plot_csv_to_svg(t.log_path, t.plot_path, t.src ? "lossy sft" : "lossy train", &pe) == 0) {
             buf_printf(&t.line, "loss curve: %s (log: %s)", t.plot_path, t.log_path);
             emit(&t, TRAIN_EV_INFO, t.meta.step);
         }

@@ -1,5 +1,5 @@
-// trainer.h — the pretraining loop behind `lossy train`: data, model, AdamW, evaluation, samples, logs, plots,
-// checkpoints and the final GGUF.
+// trainer.h — the training loop behind `lossy train` and `lossy sft`: data (a prepared dataset, or a TrainSource with
+// masked targets for finetuning), model, AdamW, evaluation, samples, logs, plots, checkpoints and the final GGUF.
 //
 // One step = grad_accum micro-batches of (batch, seq) windows from the shuffled training split, gradients averaged,
 // the global norm clipped, one AdamW update at the scheduled learning rate. Every eval_every steps the model is
@@ -18,6 +18,9 @@
 
 #include "base/err.h"
 #include "base/threadpool.h"
+#include "formats/gguf.h"
+#include "tokenizer/tokenizer.h"
+#include "train/data.h"
 #include "train/optim.h"
 
 typedef struct TrainOpts {
@@ -56,14 +59,37 @@ typedef struct TrainEvent {
 } TrainEvent;
 typedef void (*TrainEventFn)(void *ctx, const TrainEvent *ev);
 
+// A data source other than a prepared dataset directory (supervised finetuning, sft_data.h): fixed rows of T inputs
+// and T targets, where a target of -1 is not trained on (the loss mask). With a source, the loss and its gradient
+// are averaged over the counted targets of each micro-batch (not over all B*T positions), evaluation averages over
+// the counted validation targets, and the row order is a pure function of a DataLoaderState (checkpointed as the
+// loader's position, so resuming reproduces the run bit for bit).
+typedef struct TrainSource {
+    void *ctx;
+    const Tokenizer *tok;      // the vocabulary; the exported model carries it
+    uint64_t hash;             // identifies the data: a checkpoint refuses to resume on other data
+    const char *desc;          // lossy.train.data provenance
+    int64_t T;                 // row length (the trainer's --seq)
+    int64_t n_val_rows;        // 0: no evaluation
+    int64_t train_targets, val_targets; // counted targets per split (for the info line)
+    // The next B training rows (B, T) in the order st fixes; advances st.
+    void (*next)(void *ctx, DataLoaderState *st, int64_t B, int32_t *inputs, int32_t *targets);
+    // Validation rows [first, first + n) (B, T).
+    void (*val_rows)(void *ctx, int64_t first, int64_t n, int32_t *inputs, int32_t *targets);
+    // Extra keys for the exported model (may be NULL).
+    int (*export_keys)(void *ctx, GGUFWriter *w, Err *e);
+} TrainSource;
+
 typedef struct TrainIO {
-    const char *data_dir;
+    const char *data_dir;     // prepared dataset; ignored when source is set
+    const TrainSource *source;// or NULL
     const char *out_path;     // final GGUF
     const char *ckpt_path;    // NULL: <out>.ckpt
     const char *log_path;     // NULL: <out>.csv
     const char *plot_path;    // NULL: <out>.svg
     const char *resume;       // checkpoint to continue from, or NULL
-    const char *init;         // GGUF (F32 llama) to start from instead of random weights, or NULL
+    const char *init;         // llama GGUF to start from instead of random weights (F32, F16, BF16 or quantized
+                              // tensors, dequantized), or NULL
     ThreadPool *pool;
     volatile sig_atomic_t *stop; // may be NULL
     TrainEventFn on_event;       // may be NULL

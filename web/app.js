@@ -181,6 +181,14 @@ async function send(text) {
     if (v !== undefined) body[k] = v;
   }
 
+  let paintQueued = false;
+  const paint = () => {
+    paintQueued = false;
+    el.textContent = answer.content;
+    const box = $('messages');
+    if (box.scrollHeight - box.scrollTop - box.clientHeight < 80) box.scrollTop = box.scrollHeight;
+  };
+
   controller = new AbortController();
   setBusy(true);
   try {
@@ -209,9 +217,12 @@ async function send(text) {
           const ch = j.choices && j.choices[0];
           if (ch && ch.delta && ch.delta.content) {
             answer.content += ch.delta.content;
-            el.textContent = answer.content;
-            const box = $('messages');
-            if (box.scrollHeight - box.scrollTop - box.clientHeight < 80) box.scrollTop = box.scrollHeight;
+            // paint at most once per frame: a fast model streams thousands of tokens a second, and touching the DOM
+            // (and forcing a layout for the scroll check) per token would freeze the page, stop button included
+            if (!paintQueued) {
+              paintQueued = true;
+              requestAnimationFrame(paint);
+            }
           }
           if (ch && ch.finish_reason === 'length') answer.truncated = true;
         }

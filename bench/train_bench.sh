@@ -1,5 +1,5 @@
 #!/bin/sh
-# train_bench.sh — speed (and optionally quality) of `lossy train`; results go in bench/RESULTS-train.md.
+# train_bench.sh — speed (and optionally quality) of `lossy train`; results are recorded in bench/RESULTS.md (training section).
 #
 # 1. Our GEMM: the "peak" (1024 x 1024 x 512 and 2048^3) and every product of a training step at the benchmark
 #    shapes, 1 and 2 threads (bench/train_gemm_bench.c, built here against the library).
@@ -14,7 +14,7 @@
 # 3. LLMC=1: karpathy/llm.c's CPU trainer (train_gpt2.c, OpenMP) on GPT-2 124M at its B4 x T64, built from
 #    LLMC_SRC (a checkout, never committed here) in the scratch dir, with random weights and random tokens in its
 #    file formats (speed only); its printed step times.
-# 4. QUALITY=1: the Tiny Shakespeare run of RESULTS-train.md (MINUTES=10 by default): validation bits per byte.
+# 4. QUALITY=1: the Tiny Shakespeare run of bench/RESULTS.md (MINUTES=10 by default): validation bits per byte.
 #
 # usage: bench/train_bench.sh      env: LOSSY (default build/release/lossy), LIB (default next to LOSSY:
 #        liblossy.a), THREADS="1 2", STEPS=8, SCRATCH=dir, SPEED=0 (skip 1 and 2), LLMC=1 LLMC_SRC=dir,

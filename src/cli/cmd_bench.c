@@ -1,14 +1,14 @@
 // cmd_bench.c — `lossy bench`: how fast a model runs here, and how close that is to the machine's limits.
 //
-//   lossy bench --machine                 streaming read bandwidth (GB/s) at a DRAM-sized and an L3-sized working
-//                                         set, the peak of our f32 GEMM (GFLOP/s) and of the int8 GEMM behind
-//                                         quantized prompt processing (AMX where present)
+//   lossy bench --machine                 streaming read bandwidth (GB/s) over 1 GiB in huge pages and in 4 KiB
+//                                         pages (as mmapped weights are) and over 64 MiB (L3-sized), the peak of our
+//                                         f32 GEMM (GFLOP/s) and of the int8 GEMM behind quantized prompt processing
 //   lossy bench MODEL [-p 128] [-n 128]   prompt processing and generation tokens/s (median and spread over
 //                                         --repeat runs after a warm-up; as llama-bench, the prompt is processed in
 //                                         one call and generation starts from an empty context), generation as a
-//                                         fraction of the read
-//                                         bandwidth measured over a buffer as large as the weights (weight bytes read
-//                                         per token / GB/s), prompt processing as a fraction of the GEMM peak
+//                                         fraction of the bandwidth at which the bytes it reads per token can be read
+//                                         where they lie (weight bytes per token / GB/s), prompt processing as a
+//                                         fraction of the GEMM peak
 // Speed is measured here, never asserted in tests; bench/RESULTS*.md record figures with their commands.
 //
 // The read bandwidth is what a well-written kernel can get: every thread streams its own contiguous part with
@@ -44,9 +44,12 @@ static const CliFlag FLAGS[] = {
 
 // ---- machine limits ----
 
+// Byte ranges read by the threads together: thread i takes a contiguous share of their concatenation.
 typedef struct {
-    const uint8_t *buf; // (n) bytes, 64-byte aligned
-    size_t n;
+    const uint8_t *const *ptr;
+    const size_t *len;
+    size_t n;     // ranges
+    size_t total; // bytes
     uint64_t sums[512];
 } ReadJob;
 
@@ -55,10 +58,10 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const uint8_t *p,
     __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i + 256 <= n; i += 256) {
         for (int k = 0; k < 4; k++) _mm_prefetch((const char *)p + i + 1024 + 64 * k, _MM_HINT_T0);
-        s0 = _mm512_add_epi64(s0, _mm512_load_si512(p + i));
-        s1 = _mm512_add_epi64(s1, _mm512_load_si512(p + i + 64));
-        s2 = _mm512_add_epi64(s2, _mm512_load_si512(p + i + 128));
-        s3 = _mm512_add_epi64(s3, _mm512_load_si512(p + i + 192));
+        s0 = _mm512_add_epi64(s0, _mm512_loadu_si512(p + i));
+        s1 = _mm512_add_epi64(s1, _mm512_loadu_si512(p + i + 64));
+        s2 = _mm512_add_epi64(s2, _mm512_loadu_si512(p + i + 128));
+        s3 = _mm512_add_epi64(s3, _mm512_loadu_si512(p + i + 192));
     }
     return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
 }
@@ -68,40 +71,49 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size
     for (size_t i = 0; i + 128 <= n; i += 128) {
         _mm_prefetch((const char *)p + i + 1024, _MM_HINT_T0);
         _mm_prefetch((const char *)p + i + 1088, _MM_HINT_T0);
-        s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i *)(p + i)));
-        s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i *)(p + i + 32)));
-        s2 = _mm256_add_epi64(s2, _mm256_load_si256((const __m256i *)(p + i + 64)));
-        s3 = _mm256_add_epi64(s3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+        s0 = _mm256_add_epi64(s0, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
+        s1 = _mm256_add_epi64(s1, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32)));
+        s2 = _mm256_add_epi64(s2, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 64)));
+        s3 = _mm256_add_epi64(s3, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 96)));
     }
     __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
     uint64_t out[4];
-    _mm256_storeu_si256((__m256i *)out, s);
+    _mm256_storeu_si256((__m256i *)(void *)out, s);
     return out[0] + out[1] + out[2] + out[3];
 }
 #endif
 
 static uint64_t read_portable(const uint8_t *p, size_t n) {
-    const uint64_t *q = (const uint64_t *)(const void *)p;
     uint64_t s[8] = {0};
-    for (size_t i = 0; i + 8 <= n / 8; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += q[i + k];
+    for (size_t i = 0; i + 64 <= n; i += 64)
+        for (int k = 0; k < 8; k++) {
+            uint64_t v;
+            memcpy(&v, p + i + 8 * k, 8);
+            s[k] += v;
+        }
     return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static uint64_t read_bytes(const uint8_t *p, size_t n) {
+#if defined(__x86_64__)
+    const CpuFeatures *f = cpu_features();
+    if (f->avx512f) return read_avx512(p, n);
+    if (f->avx2) return read_avx2(p, n);
+#endif
+    return read_portable(p, n);
 }
 
 static void read_worker(void *ctx, int ith, int nth) {
     ReadJob *j = ctx;
-    // contiguous 256-byte-aligned parts, one per thread
     int64_t a, b;
-    threadpool_split((int64_t)(j->n / 256), ith, nth, &a, &b);
-    const uint8_t *p = j->buf + (size_t)a * 256;
-    size_t n = (size_t)(b - a) * 256;
-#if defined(__x86_64__)
-    const CpuFeatures *f = cpu_features();
-    if (f->avx512f) j->sums[ith] = read_avx512(p, n);
-    else if (f->avx2) j->sums[ith] = read_avx2(p, n);
-    else
-#endif
-        j->sums[ith] = read_portable(p, n);
+    threadpool_split((int64_t)(j->total / 256), ith, nth, &a, &b);
+    size_t lo = (size_t)a * 256, hi = (size_t)b * 256, base = 0;
+    uint64_t sum = 0;
+    for (size_t r = 0; r < j->n && base < hi; base += j->len[r], r++) {
+        size_t s = lo > base ? lo - base : 0, e = hi - base < j->len[r] ? hi - base : j->len[r];
+        if (s < e) sum += read_bytes(j->ptr[r] + s, e - s);
+    }
+    j->sums[ith] = sum;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -109,36 +121,47 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-// Read bandwidth in GB/s over a buffer of `bytes`: best of several passes (at least 1 GiB read in all).
-static double measure_bandwidth(ThreadPool *pool, size_t bytes) {
-    if (bytes < ((size_t)16 << 20)) bytes = (size_t)16 << 20;
-    bytes = (bytes + 4095) & ~(size_t)4095;
+// Read bandwidth in GB/s over the given ranges: best of several passes (at least ~8 GB read in all) after one
+// warm-up pass.
+static double measure_ranges(ThreadPool *pool, const uint8_t *const *ptr, const size_t *len, size_t n) {
+    ReadJob *j = xcalloc(1, sizeof *j);
+    j->ptr = ptr, j->len = len, j->n = n;
+    for (size_t i = 0; i < n; i++) j->total += len[i];
+    if (j->total < 256) {
+        free(j);
+        return 0;
+    }
+    int passes = (int)(((size_t)8 << 30) / j->total);
+    passes = passes < 5 ? 5 : passes > 200 ? 200 : passes;
+    double best = 0;
+    threadpool_run(pool, read_worker, j);
+    for (int pass = 0; pass < passes; pass++) {
+        double t0 = time_now();
+        threadpool_run(pool, read_worker, j);
+        double dt = time_now() - t0, gbs = (double)j->total / dt / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(j);
+    return best;
+}
+
+// Over a fresh buffer of `bytes`, in huge pages (madvised) or in ordinary 4 KiB pages.
+static double measure_bandwidth(ThreadPool *pool, size_t bytes, bool huge) {
+    bytes = (bytes + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
     void *mem = NULL;
     if (posix_memalign(&mem, (size_t)2 << 20, bytes) != 0) return 0;
 #ifdef MADV_HUGEPAGE
-    madvise(mem, bytes, MADV_HUGEPAGE);
+    madvise(mem, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 #endif
     uint8_t *buf = mem;
     for (size_t i = 0; i < bytes; i += 8) {
         uint64_t v = (uint64_t)i * 0x9E3779B97F4A7C15ull;
         memcpy(buf + i, &v, 8);
     }
-    ReadJob *j = xcalloc(1, sizeof *j);
-    j->buf = buf;
-    j->n = bytes;
-    int passes = (int)(((size_t)8 << 30) / bytes);
-    passes = passes < 5 ? 5 : passes > 200 ? 200 : passes;
-    double best = 0;
-    threadpool_run(pool, read_worker, j); // first touch done above; one pass to warm the TLB and caches
-    for (int pass = 0; pass < passes; pass++) {
-        double t0 = time_now();
-        threadpool_run(pool, read_worker, j);
-        double dt = time_now() - t0, gbs = (double)bytes / dt / 1e9;
-        if (gbs > best) best = gbs;
-    }
-    free(j);
+    const uint8_t *p = buf;
+    double bw = measure_ranges(pool, &p, &bytes, 1);
     free(mem);
-    return best;
+    return bw;
 }
 
 typedef struct {
@@ -274,8 +297,19 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
         goto out;
     }
     double bytes = (double)model_weight_bytes(&m);
-    // the bandwidth this model can hope for: a read over as many bytes as its weights (L3 included when they fit)
-    double bw = cli_flag_given(a, "bandwidth") ? cli_flag_float(a, "bandwidth") : measure_bandwidth(pool, (size_t)bytes);
+    // The bandwidth this model can hope for: the fastest read of the very bytes generation reads per token, where
+    // they lie (the mmapped file's 4 KiB pages, or a repacked copy's huge pages; L3 included when they fit).
+    double bw = 0;
+    if (cli_flag_given(a, "bandwidth")) {
+        bw = cli_flag_float(a, "bandwidth");
+    } else {
+        const void **ptr = xmalloc_array(m.w.n * 2 + 1, sizeof *ptr);
+        size_t *len = xmalloc_array(m.w.n * 2 + 1, sizeof *len);
+        size_t n = model_weight_ranges(&m, ptr, len, m.w.n * 2 + 1);
+        bw = measure_ranges(pool, (const uint8_t *const *)ptr, len, n);
+        free(ptr);
+        free(len);
+    }
     bool quantized;
     double macs = model_macs_per_token(&m, &quantized);
     const char *gemm_path = "f32";
@@ -344,21 +378,23 @@ static int run(const CliArgs *a) {
     ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
     int rc = EXIT_OK;
     if (machine) {
-        double bw = measure_bandwidth(pool, (size_t)1 << 30), bw_small = measure_bandwidth(pool, (size_t)64 << 20);
+        double bw = measure_bandwidth(pool, (size_t)1 << 30, true), bw4k = measure_bandwidth(pool, (size_t)1 << 30, false);
+        double bw_small = measure_bandwidth(pool, (size_t)64 << 20, true);
         double gf = measure_gemm(pool);
         const char *qpath = "f32";
         double qg = measure_qgemm(pool, &qpath);
         char feats[256];
         cpu_features_string(feats, sizeof feats);
         if (cli_flag_bool(a, "json"))
-            printf("{\"threads\": %d, \"read_bandwidth_gb_s\": %.2f, \"read_bandwidth_64mib_gb_s\": %.2f, \"gemm_f32_gflop_s\": %.2f, "
-                   "\"gemm_q8_gop_s\": %.2f, \"gemm_q8_path\": \"%s\"}\n",
-                   threadpool_size(pool), bw, bw_small, gf, qg, qpath);
+            printf("{\"threads\": %d, \"read_bandwidth_gb_s\": %.2f, \"read_bandwidth_4k_pages_gb_s\": %.2f, "
+                   "\"read_bandwidth_64mib_gb_s\": %.2f, \"gemm_f32_gflop_s\": %.2f, \"gemm_q8_gop_s\": %.2f, \"gemm_q8_path\": \"%s\"}\n",
+                   threadpool_size(pool), bw, bw4k, bw_small, gf, qg, qpath);
         else
-            printf("cpu: %s\nthreads: %d\nread bandwidth: %.2f GB/s (1 GiB buffer), %.2f GB/s (64 MiB buffer)\n"
+            printf("cpu: %s\nthreads: %d\nread bandwidth: %.2f GB/s (1 GiB, huge pages), %.2f GB/s (1 GiB, 4 KiB pages, as mmapped "
+                   "weights), %.2f GB/s (64 MiB, huge pages)\n"
                    "f32 GEMM peak (ours, 512^3 per thread): %.1f GFLOP/s\n"
                    "int8 GEMM peak (ours, Q8_0 weights, 128 tokens, %s): %.1f GOP/s\n",
-                   feats, threadpool_size(pool), bw, bw_small, gf, qpath, qg);
+                   feats, threadpool_size(pool), bw, bw4k, bw_small, gf, qpath, qg);
     } else {
         rc = bench_model(a, pool);
     }

@@ -406,36 +406,50 @@ void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t 
     else scalar_generic(t, w0, row_stride, r1 - r0, a, y + r0); // also the safe answer for an act of another kind
 }
 
-// ---- Q4_0x4: repacked Q4_0 ----
+// ---- x4 layouts: repacked Q4_0 / Q8_0 ----
 
-size_t matvec_q4_0x4_bytes(int64_t rows, int64_t cols) { return (size_t)(rows / 4) * (size_t)(cols / 32) * 72; }
+bool matvec_x4_supports(DType t) { return t == DT_Q4_0 || t == DT_Q8_0; }
 
-void matvec_repack_q4_0x4(const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out) {
+static size_t x4_quant_bytes(DType t) { return t == DT_Q4_0 ? 16 : 32; } // per row and block
+
+size_t matvec_x4_bytes(DType t, int64_t rows, int64_t cols) {
+    return (size_t)(rows / 4) * (size_t)(cols / 32) * (4 * x4_quant_bytes(t) + 8);
+}
+
+void matvec_repack_x4(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out) {
     const int64_t nb = cols / 32;
+    const size_t qb = x4_quant_bytes(t), bsz = t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
     for (int64_t g = 0; g < rows / 4; g++) {
-        uint8_t *qs = (uint8_t *)out + (size_t)g * (size_t)nb * 72, *ds = qs + nb * 64; // (nb, 4, 16) quants, (nb, 4) fp16
+        uint8_t *qs = (uint8_t *)out + (size_t)g * (size_t)nb * (4 * qb + 8), *ds = qs + (size_t)nb * 4 * qb;
         for (int r = 0; r < 4; r++) {
-            const BlockQ4_0 *b = (const BlockQ4_0 *)((const uint8_t *)w + (size_t)(4 * g + r) * row_stride);
-            for (int64_t i = 0; i < nb; i++) {
-                memcpy(qs + i * 64 + r * 16, b[i].qs, 16);
-                memcpy(ds + i * 8 + r * 2, b[i].d, 2);
+            const uint8_t *row = (const uint8_t *)w + (size_t)(4 * g + r) * row_stride;
+            for (int64_t i = 0; i < nb; i++) { // both block types: fp16 d first, then the quants
+                memcpy(qs + (size_t)i * 4 * qb + r * qb, row + (size_t)i * bsz + 2, qb);
+                memcpy(ds + i * 8 + r * 2, row + (size_t)i * bsz, 2);
             }
         }
     }
 }
 
-// The portable kernel on the repacked layout: the Q4_0 scalar kernel's sums, block by block.
-static void scalar_q4_0x4(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y) {
+// The portable kernels on the repacked layouts: the scalar kernels' sums, block by block.
+static void scalar_x4(DType t, const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y) {
     const float *tab = matvec_f16_table();
+    const size_t qb = x4_quant_bytes(t), gstride = (size_t)nb * (4 * qb + 8);
     for (int64_t g = g0; g < g1; g++) {
-        const uint8_t *qs = packed + (size_t)g * (size_t)nb * 72, *ds = qs + nb * 64;
+        const uint8_t *qs = packed + (size_t)g * gstride, *ds = qs + (size_t)nb * 4 * qb;
         for (int r = 0; r < 4; r++) {
             float s = 0;
             for (int64_t i = 0; i < nb; i++) {
-                const uint8_t *q = qs + i * 64 + r * 16;
+                const uint8_t *q = qs + (size_t)i * 4 * qb + r * qb;
                 const int8_t *xq = a->q + 32 * i;
                 int sumi = 0;
-                for (int j = 0; j < 16; j++) sumi += ((q[j] & 15) - 8) * xq[j] + ((q[j] >> 4) - 8) * xq[j + 16];
+                if (t == DT_Q4_0)
+                    for (int j = 0; j < 16; j++) sumi += ((q[j] & 15) - 8) * xq[j] + ((q[j] >> 4) - 8) * xq[j + 16];
+                else { // through an int8_t pointer: GCC 12 at -O3 -march=native turns "(int8_t)u8[j] * s8[j]"
+                       // into an unsigned x signed VNNI dot product, dropping the sign of the weight
+                    const int8_t *q8 = (const int8_t *)q;
+                    for (int j = 0; j < 32; j++) sumi += q8[j] * xq[j];
+                }
                 s += (float)sumi * (tab[load_u16le(ds + i * 8 + r * 2)] * a->d[i]);
             }
             y[4 * g + r] = s;
@@ -443,16 +457,17 @@ static void scalar_q4_0x4(const uint8_t *packed, int64_t nb, int64_t g0, int64_t
     }
 }
 
-void matvec_rows_q4_0x4(const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y) {
+void matvec_rows_x4(DType t, const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y) {
     if (r1 <= r0) return;
     const int64_t nb = cols / 32;
 #ifdef LOSSY_MATVEC_X86
     if (matvec_current_path() == KERNEL_AVX512) {
-        matvec_q4_0x4_avx512(packed, nb, r0 / 4, r1 / 4, a, y);
+        if (t == DT_Q4_0) matvec_q4_0x4_avx512(packed, nb, r0 / 4, r1 / 4, a, y);
+        else matvec_q8_0x4_avx512(packed, nb, r0 / 4, r1 / 4, a, y);
         return;
     }
 #endif
-    scalar_q4_0x4(packed, nb, r0 / 4, r1 / 4, a, y);
+    scalar_x4(t, packed, nb, r0 / 4, r1 / 4, a, y);
 }
 
 int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,
@@ -474,6 +489,3 @@ int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols
     if (!scratch) matvec_act_free(&local);
     return rc;
 }
-int matvec_pf_rows_dbg = 4;
-size_t matvec_pf_dist_dbg = 0;
-__attribute__((constructor)) static void pf_dbg_init(void) { const char *s = getenv("PFROWS"); if (s) matvec_pf_rows_dbg = atoi(s); s = getenv("PFDIST"); if (s) matvec_pf_dist_dbg = (size_t)atoi(s); }

@@ -66,15 +66,18 @@ bool matvec_act_fits(const MatvecAct *a, DType t);
 // is the same bits however the rows are split into ranges (so it does not depend on the thread count).
 void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
 
-// Q4_0 weights repacked at load time for the vector kernels ("Q4_0x4", still 4.5 bits per weight): rows in groups
-// of 4; a group holds, for each block i, the four rows' 16 quant bytes side by side (64 bytes, one 512-bit load),
-// then the four rows' fp16 scales of every block (8 bytes per block). Rows past the last whole group are not
-// repacked: callers run them from the original layout. Each row's result is computed by the same operations whatever
-// range it is computed in; it differs from the Q4_0 kernel's by float summation order only.
-size_t matvec_q4_0x4_bytes(int64_t rows, int64_t cols); // bytes for rows / 4 groups
-void matvec_repack_q4_0x4(const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out);
-// y[r] for r in [r0, r1), r0 and r1 multiples of 4 within the repacked groups; the act must be prepared for Q4_0.
-void matvec_rows_q4_0x4(const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
+// Q4_0 and Q8_0 weights repacked at load time for the vector kernels ("x4" layouts, the same bits per weight): rows
+// in groups of 4; a group holds, for each block i, the four rows' quants side by side (Q4_0: 4 x 16 bytes, one
+// 512-bit load; Q8_0: 4 x 32 bytes), then the four rows' fp16 scales of every block (8 bytes per block). A matrix
+// is then one sequential stream instead of four interleaved row streams, which the memory system serves faster.
+// Rows past the last whole group are not repacked: callers run them from the original layout. Each row's result is
+// computed by the same operations whatever range it is computed in; Q8_0x4 gives the bits of the Q8_0 kernel (AVX-512
+// and portable paths; the AVX2 path runs the portable x4 kernels), Q4_0x4 differs from Q4_0 by summation order.
+bool matvec_x4_supports(DType t);                          // Q4_0, Q8_0
+size_t matvec_x4_bytes(DType t, int64_t rows, int64_t cols); // bytes for rows / 4 groups
+void matvec_repack_x4(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out);
+// y[r] for r in [r0, r1), r0 and r1 multiples of 4 within the repacked groups; the act must be prepared for t.
+void matvec_rows_x4(DType t, const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
 
 // The whole product, one thread. scratch may be NULL (then a temporary is allocated).
 int matvec(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, const float *x, float *y,

@@ -103,7 +103,7 @@ T_AVX2 INLINE void q8_0_body(const uint8_t *w, size_t stride, const MatvecAct *a
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ8_0 *b = (const BlockQ8_0 *)(w + (size_t)r * stride) + i;
-            matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride);
+            matvec_prefetch_block((const uint8_t *)b, sizeof *b, MATVEC_PF_ROWS * stride);
             __m256 dd = _mm256_mul_ps(_mm256_broadcast_ss(tab + load_u16le(b->d)), xd);
             acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot_s8(load256(b->qs), xv)), acc[r]);
         }
@@ -123,7 +123,7 @@ T_AVX2 INLINE void q4_0_body(const uint8_t *w, size_t stride, const MatvecAct *a
         __m256 xd = _mm256_broadcast_ss(a->d + i);
         for (int r = 0; r < R; r++) {
             const BlockQ4_0 *b = (const BlockQ4_0 *)(w + (size_t)r * stride) + i;
-            if ((i & 1) == 0) matvec_prefetch((const uint8_t *)b, 1, MATVEC_PF_ROWS * stride); // 36 bytes a pair
+            matvec_prefetch_block((const uint8_t *)b, sizeof *b, MATVEC_PF_ROWS * stride);
             __m128i raw = load128(b->qs);
             // Low nibbles are elements 0..15, high nibbles 16..31; minus 8 gives the signed quants.
             __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);

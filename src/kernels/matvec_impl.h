@@ -34,11 +34,17 @@ const float *matvec_f16_table(void);
 // further on (the next pass, rows being contiguous), so every line of the matrix is requested about one pass before
 // it is needed. The hardware streamer alone leaves a third of the read bandwidth unused on these short interleaved
 // row streams (measured: 27 vs 37 GB/s on 2 threads for a plain sequential read, and 2x on the Q8_0 kernel).
-extern int matvec_pf_rows_dbg;
-extern size_t matvec_pf_dist_dbg;
-#define MATVEC_PF_ROWS matvec_pf_rows_dbg
+#define MATVEC_PF_ROWS MATVEC_ROWS
 static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t *p, size_t n, size_t ahead) {
     for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + ahead + o, 0, 3);
+}
+// For blocks smaller than a line (Q8_0: 34 bytes, Q4_0: 18): one request per line, when a block is the first to
+// reach into it. A request per block made the prefetches themselves the kernel's bottleneck (their fill-buffer
+// lookups), at L3 speeds.
+static inline __attribute__((always_inline)) void matvec_prefetch_block(const uint8_t *b, size_t size, size_t ahead) {
+    uintptr_t last = (uintptr_t)(b + ahead + size - 1);
+    if ((last & ~(uintptr_t)63) != ((uintptr_t)(b + ahead) & ~(uintptr_t)63) || ((uintptr_t)(b + ahead) & 63) == 0)
+        __builtin_prefetch((const void *)last, 0, 3);
 }
 
 #if defined(__x86_64__)
@@ -46,8 +52,9 @@ static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t 
 void matvec_kernels_avx2(MatvecKernels *k);
 void matvec_kernels_avx512(MatvecKernels *k);
 void matvec_quantize_act_avx512(const float *x, int64_t n, int bs, int8_t *q, float *d, int16_t *s16);
-// groups [g0, g1) of a Q4_0x4 matrix (matvec.h)
+// groups [g0, g1) of a Q4_0x4 / Q8_0x4 matrix (matvec.h)
 void matvec_q4_0x4_avx512(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y);
+void matvec_q8_0x4_avx512(const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y);
 #endif
 
 #endif

@@ -13,6 +13,7 @@
 #include "model/model.h"
 
 #include <errno.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,27 +198,80 @@ static int load_llama2c(Model *m, const char *path, Err *e) {
     return 0;
 }
 
-// Q4_0 matrices the decoding kernels read (everything 2-D but an untied token embedding, which is only looked up)
-// get a Q4_0x4 copy when the AVX-512 kernels are in use: one 512-bit load then carries four rows of a block.
-// LOSSY_REPACK=0 in the environment skips it (benchmarking the plain layout).
+// Memory for weight copies: 2 MiB aligned and advised for transparent huge pages, so streaming it costs fewer TLB
+// misses than the 4 KiB pages of the mmapped file (measured here: 34-37 GB/s against 27-29 GB/s on 2 threads).
+static void *alloc_weights(size_t bytes) {
+    void *p = NULL;
+    const size_t huge = (size_t)2 << 20;
+    if (posix_memalign(&p, huge, (bytes + huge - 1) / huge * huge) != 0) return xmalloc(bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+// Whether tensor t is a matrix that decoding multiplies by (everything 2-D but an untied token embedding, which is
+// only looked up, and learned positions).
+static bool decode_matrix(const Model *m, const Tensor *t) {
+    return t->n_dims >= 2 && t != m->pos_embd && !(t == m->tok_embd && m->output != m->tok_embd);
+}
+
+// Q4_0 and Q8_0 matrices the decoding kernels read get an x4 copy (matvec.h) when the AVX-512 kernels are in use:
+// one sequential stream per matrix, in huge pages (LOSSY_REPACK=0 in the environment skips it, for benchmarking the
+// plain layout).
+// With LOSSY_HUGEPAGES=1 every other decoding matrix is copied into huge pages as well: faster generation, at the
+// cost of the load-time copy and of the memory the mmapped file would share (off by default: issue 4 keeps
+// weights mmapped).
 static void repack_weights(Model *m) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
-    const char *env = getenv("LOSSY_REPACK");
-    if ((env && strcmp(env, "0") == 0) || matvec_current_path() != KERNEL_AVX512) return;
+    m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
+    const char *rp = getenv("LOSSY_REPACK"), *hp = getenv("LOSSY_HUGEPAGES");
+    bool repack = !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512, copy = hp && strcmp(hp, "1") == 0;
     for (size_t i = 0; i < m->w.n; i++) {
         const Tensor *t = &m->w.t[i];
-        if (t->type != DT_Q4_0 || t->n_dims < 2 || (t == m->tok_embd && m->output != m->tok_embd) || tensor_rows(t) < 4) continue;
-        size_t stride, bytes = matvec_q4_0x4_bytes(tensor_rows(t), t->ne[0]);
-        if (quant_row_bytes(DT_Q4_0, t->ne[0], &stride, NULL)) continue;
-        void *buf = xmalloc(bytes);
-        matvec_repack_q4_0x4(t->data, stride, tensor_rows(t), t->ne[0], buf);
-        weights_own(&m->w, buf);
-        m->repacked[i] = buf;
+        if (!decode_matrix(m, t)) continue;
+        size_t stride;
+        DType ty = (DType)t->type;
+        if (repack && matvec_x4_supports(ty) && tensor_rows(t) >= 4 && quant_row_bytes(ty, t->ne[0], &stride, NULL) == 0) {
+            void *buf = alloc_weights(matvec_x4_bytes(ty, tensor_rows(t), t->ne[0]));
+            matvec_repack_x4(ty, t->data, stride, tensor_rows(t), t->ne[0], buf);
+            weights_own(&m->w, buf);
+            m->repacked[i] = buf;
+        }
+        if (copy) {
+            void *buf = alloc_weights(t->nbytes);
+            memcpy(buf, t->data, t->nbytes);
+            weights_own(&m->w, buf);
+            m->copied[i] = buf;
+        }
     }
 }
 
 static const void *repacked_of(const Model *m, const Tensor *t) {
     return m->repacked && t >= m->w.t && t < m->w.t + m->w.n ? m->repacked[t - m->w.t] : NULL;
+}
+
+// The bytes decoding reads for matrix t: its huge-page copy when there is one.
+static const void *decode_data(const Model *m, const Tensor *t) {
+    const void *c = m->copied && t >= m->w.t && t < m->w.t + m->w.n ? m->copied[t - m->w.t] : NULL;
+    return c ? c : t->data;
+}
+
+size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->w.n && n < max; i++) {
+        const Tensor *t = &m->w.t[i];
+        if (t == m->pos_embd || (t == m->tok_embd && m->output != m->tok_embd)) continue;
+        const void *x4 = decode_matrix(m, t) ? repacked_of(m, t) : NULL;
+        size_t rows4 = (size_t)(tensor_rows(t) / 4 * 4), row = t->nbytes / (size_t)(tensor_rows(t) > 0 ? tensor_rows(t) : 1);
+        if (x4) { // the repacked groups, and the rows past the last group from the file
+            ptr[n] = x4, len[n++] = rows4 * row;
+            if (rows4 < (size_t)tensor_rows(t) && n < max) ptr[n] = (const uint8_t *)t->data + rows4 * row, len[n++] = t->nbytes - rows4 * row;
+        } else {
+            ptr[n] = decode_matrix(m, t) ? decode_data(m, t) : t->data, len[n++] = t->nbytes;
+        }
+    }
+    return n;
 }
 
 int model_load(Model *m, const char *path, Err *e) {
@@ -255,6 +309,7 @@ void model_free(Model *m) {
     }
     free(m->layers);
     free((void *)m->repacked);
+    free((void *)m->copied);
     free(m->path);
     memset(m, 0, sizeof *m);
 }
@@ -488,7 +543,8 @@ typedef struct Proj {
     SBuf out;
     size_t stride;     // bytes per row
     int act;           // index into each state's act[]
-    const void *x4;    // Q4_0x4 copy of w (rows / 4 groups) or NULL
+    const void *x4;    // x4 copy of w (rows / 4 groups, matvec.h) or NULL
+    const void *data;  // w's rows as decoding reads them (the file's, or a huge-page copy)
 } Proj;
 
 typedef struct ProjJob {
@@ -503,10 +559,10 @@ typedef struct ProjJob {
 static void proj_rows(const Proj *p, int64_t a, int64_t b, const MatvecAct *act, float *y) {
     if (p->x4) {
         int64_t g_end = tensor_rows(p->w) / 4 * 4, e = b < g_end ? b : g_end;
-        if (a < e) matvec_rows_q4_0x4(p->x4, p->w->ne[0], a, e, act, y);
+        if (a < e) matvec_rows_x4((DType)p->w->type, p->x4, p->w->ne[0], a, e, act, y);
         if (a < e) a = e;
     }
-    if (a < b) matvec_rows((DType)p->w->type, p->w->data, p->stride, a, b, act, y);
+    if (a < b) matvec_rows((DType)p->w->type, p->data, p->stride, a, b, act, y);
 }
 
 static void proj_worker(void *ctx, int ith, int nth) {
@@ -555,6 +611,7 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
             p[i].act = n_acts++;
         }
         p[i].x4 = repacked_of(s0->m, w);
+        p[i].data = decode_data(s0->m, w);
         total += (tensor_rows(w) + 3) / 4;
         bytes += (size_t)tensor_rows(w) * p[i].stride;
     }
@@ -574,7 +631,7 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
 }
 
 static int project(ModelState *const *st, int64_t S, SBuf in, const Tensor *w, const float *bias, SBuf out, Err *e) {
-    Proj p = {w, bias, out, 0, 0, NULL};
+    Proj p = {w, bias, out, 0, 0, NULL, NULL};
     return project_many(st, S, in, &p, 1, e);
 }
 
@@ -620,7 +677,7 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
         if (L->wqkv) {
             if (project(st, S, SB_XB, L->wqkv, L->bqkv, SB_Q, e)) return -1;
         } else {
-            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0, NULL}, {L->wk, L->bk, SB_K, 0, 0, NULL}, {L->wv, L->bv, SB_V, 0, 0, NULL}};
+            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0, NULL, NULL}, {L->wk, L->bk, SB_K, 0, 0, NULL, NULL}, {L->wv, L->bv, SB_V, 0, 0, NULL, NULL}};
             if (project_many(st, S, SB_XB, p, 3, e)) return -1;
         }
         for (int64_t k = 0; k < S; k++) {
@@ -643,7 +700,7 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
             norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
         }
         if (c->mlp == MLP_GATED) {
-            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0, NULL}, {L->w_up, L->b_up, SB_HB2, 0, 0, NULL}};
+            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0, NULL, NULL}, {L->w_up, L->b_up, SB_HB2, 0, 0, NULL, NULL}};
             if (project_many(st, S, SB_XB, p, 2, e)) return -1;
         } else {
             if (project(st, S, SB_XB, L->w_up, L->b_up, SB_HB2, e)) return -1;

@@ -46,6 +46,7 @@ typedef struct Model {
     ModelLayer *layers;        // (n_layer)
     const void **repacked;     // (w.n) per weight: a copy in a layout the vector kernels read faster (Q4_0x4 of a
                                // Q4_0 matrix, matvec.h) or NULL; made at load when the AVX-512 kernels run
+    const void **copied;       // (w.n) per weight: a same-layout copy in huge pages (LOSSY_HUGEPAGES=1) or NULL
     double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
 } Model;
 
@@ -56,6 +57,10 @@ void model_free(Model *m);
 
 // Bytes of weights read per generated token (every matrix once), for bandwidth figures.
 size_t model_weight_bytes(const Model *m);
+// The byte ranges generation reads per token (every matrix once, in the memory and layout the kernels read: a
+// repacked or huge-page copy where there is one), for measuring the bandwidth those bytes can be read at. Returns
+// the number of ranges written (at most max).
+size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t max);
 
 #define MODEL_MAX_ACTS 4
 

@@ -49,7 +49,7 @@ static const CliFlag FLAGS[] = {
     {"log", 0, FLAG_STR, "FILE", NULL, "CSV loss log (default OUT.csv)"},
     {"plot", 0, FLAG_STR, "FILE", NULL, "SVG loss curve (default OUT.svg)"},
     {"resume", 0, FLAG_STR, "CKPT", NULL, "continue a run from its checkpoint (its options apply unless overridden)"},
-    {"init", 0, FLAG_STR, "GGUF", NULL, "start from the weights of an F32 llama GGUF instead of random ones"},
+    {"init", 0, FLAG_STR, "GGUF", NULL, "start from the weights of a llama GGUF (F32, or F16/BF16/quantized, dequantized) instead of random ones"},
     {"seed", 's', FLAG_INT, "S", NULL, "seed for initialisation and data order (default 1337)"},
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"name", 0, FLAG_STR, "NAME", NULL, "general.name of the output model"},

@@ -41,6 +41,7 @@ typedef struct TrainOpts {
     uint64_t seed;
     double peak_gflops;   // <= 0: measure with our GEMM at start-up
     const char *name;     // general.name of the output (NULL: lossy-<L>x<C>)
+    const char *device;   // where steps run: NULL/"cpu", or "cuda" (checkpoints move freely between the two)
 } TrainOpts;
 
 // Defaults: lr 1e-3 → min 1e-4 cosine, warmup 100 steps (capped at a tenth of the run), weight decay 0.1, clip 1,

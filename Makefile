@@ -55,7 +55,7 @@ ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CPPFLAGS += -DLOSSY_CUDA
 NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
-             -Xcompiler -fPIC -Isrc
+             -Xcompiler -fPIC -Isrc -MMD -MP
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 CU_OBJ := $(CU_SRC:%.cu=$(B)/%.cu.o)
 endif

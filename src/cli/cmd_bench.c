@@ -22,10 +22,12 @@
 #include "base/cpu.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
+#include "cli/cli_device.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "kernels/wgemm.h"
 #include "model/model.h"
+#include "model/model_device.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -39,6 +41,7 @@ static const CliFlag FLAGS[] = {
     {"repeat", 'r', FLAG_INT, "R", "3", "measured runs (after one warm-up)"},
     {"bandwidth", 0, FLAG_FLOAT, "GB/s", NULL, "use this bandwidth instead of measuring it"},
     {"json", 0, FLAG_BOOL, NULL, NULL, "print machine-readable JSON"},
+    CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -276,11 +279,29 @@ static double model_macs_per_token(const Model *m, bool *quantized) {
     return macs;
 }
 
+// Timing of the measured runs: on a GPU, CUDA events on the model's stream around the (synchronous) forwards; on the
+// CPU, the wall clock.
+static int lap_start(const Model *m, double *t0, Err *e) {
+    *t0 = time_now();
+    return m->gpu ? model_device_timer_start(m, e) : 0;
+}
+
+static int lap_seconds(const Model *m, double t0, double *seconds, Err *e) {
+    if (m->gpu) return model_device_timer_stop(m, seconds, e);
+    *seconds = time_now() - t0;
+    return 0;
+}
+
 static int bench_model(const CliArgs *a, ThreadPool *pool) {
     const char *path = a->pos[0];
     Err e;
     Model m;
     if (model_load(&m, path, &e)) return cli_fail(&e, path);
+    int dev_rc = cli_device_apply(a, &m);
+    if (dev_rc != EXIT_OK) {
+        model_free(&m);
+        return dev_rc;
+    }
     int64_t np = cli_flag_int(a, "prompt"), ng = cli_flag_int(a, "gen"), reps = cli_flag_int(a, "repeat");
     if (np < 1 || ng < 1 || reps < 1 || reps > 100) {
         model_free(&m);
@@ -299,10 +320,15 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
     double bytes = (double)model_weight_bytes(&m);
     // The bandwidth this model can hope for: the fastest read of the very bytes generation reads per token, where
     // they lie (the mmapped file's 4 KiB pages, or a repacked copy's huge pages; L3 included when they fit).
-    double bw = 0;
+    double bw = 0, gpu_peak = 0;
+    // on a GPU: its device-to-device copy bandwidth and cuBLASLt bf16 GEMM rate, measured here
+    if (m.gpu && model_device_limits(&m, &bw, &gpu_peak, &e)) {
+        rc = cli_fail(&e, "--device cuda");
+        goto out;
+    }
     if (cli_flag_given(a, "bandwidth")) {
         bw = cli_flag_float(a, "bandwidth");
-    } else {
+    } else if (!m.gpu) {
         const void **ptr = xmalloc_array(m.w.n * 2 + 1, sizeof *ptr);
         size_t *len = xmalloc_array(m.w.n * 2 + 1, sizeof *len);
         size_t n = model_weight_ranges(&m, ptr, len, m.w.n * 2 + 1);
@@ -313,30 +339,31 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
     bool quantized;
     double macs = model_macs_per_token(&m, &quantized);
     const char *gemm_path = "f32";
-    double peak = quantized ? measure_qgemm(pool, &gemm_path) : measure_gemm(pool);
+    if (m.gpu) gemm_path = "cuBLASLt bf16";
+    double peak = m.gpu ? gpu_peak : quantized ? measure_qgemm(pool, &gemm_path) : measure_gemm(pool);
     int32_t *prompt = xmalloc_array((size_t)np, sizeof *prompt);
     for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m.cfg.vocab_size);
     double *pp = xmalloc_array((size_t)reps, sizeof(double)), *tg = xmalloc_array((size_t)reps, sizeof(double));
     for (int64_t r = -1; r < reps && rc == EXIT_OK; r++) { // r = -1: warm-up
         model_state_reset(&s);
-        double t0 = time_now();
-        if (model_forward(&s, prompt, np, &e)) {
+        if (r == 0 && m.gpu) model_device_profile_reset(&m); // LOSSY_CUDA_PROFILE=1: the measured runs only
+        double t0, dt_p = 0, dt_g = 0;
+        if (lap_start(&m, &t0, &e) || model_forward(&s, prompt, np, &e) || lap_seconds(&m, t0, &dt_p, &e)) {
             rc = cli_fail(&e, path);
             break;
         }
-        double t1 = time_now();
         // generation from an empty context, as llama-bench's tg test: the two figures do not depend on each other
         model_state_reset(&s);
-        t1 = time_now();
+        if (lap_start(&m, &t0, &e)) rc = cli_fail(&e, path);
         int32_t tok = prompt[np - 1];
         for (int64_t i = 0; i < ng && rc == EXIT_OK; i++) {
             tok = (tok + 1) % (int32_t)m.cfg.vocab_size; // content does not matter for speed
             if (model_forward(&s, &tok, 1, &e)) rc = cli_fail(&e, path);
         }
-        double t2 = time_now();
-        if (r >= 0) {
-            pp[r] = (double)np / (t1 - t0);
-            tg[r] = (double)ng / (t2 - t1);
+        if (rc == EXIT_OK && lap_seconds(&m, t0, &dt_g, &e)) rc = cli_fail(&e, path);
+        if (r >= 0 && rc == EXIT_OK) {
+            pp[r] = (double)np / dt_p;
+            tg[r] = (double)ng / dt_g;
         }
     }
     if (rc == EXIT_OK) {
@@ -349,18 +376,23 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
                                   "weight_bytes", (json_int_t)bytes, "pp_tok_s", P.med, "pp_range", P.lo, P.hi, "tg_tok_s",
                                   G.med, "tg_range", G.lo, G.hi, "bandwidth_gb_s", bw, "tg_bandwidth_fraction", frac,
                                   "pp_gop_s", pp_gops, "gemm_peak_gop_s", peak, "gemm_path", gemm_path, "pp_gemm_fraction", pp_frac);
+            json_object_set_new(j, "device", json_string(model_device_name(&m)));
             char *txt = json_dumps(j, JSON_INDENT(2));
             puts(txt);
             free(txt);
             json_decref(j);
         } else {
-            printf("model: %s (%.1f MB of weights read per token), %d threads\n", path, bytes / 1e6, threadpool_size(pool));
+            printf("model: %s (%.1f MB of weights read per token), %d threads, device %s\n", path, bytes / 1e6,
+                   threadpool_size(pool), model_device_name(&m));
             printf("prompt processing: %8.1f tok/s (range %.1f .. %.1f, %lld tokens, %lld runs)\n", P.med, P.lo, P.hi, (long long)np, (long long)reps);
             printf("generation:        %8.1f tok/s (range %.1f .. %.1f, %lld tokens)\n", G.med, G.lo, G.hi, (long long)ng);
             if (bw > 0) printf("generation reads %.1f GB/s = %.0f%% of the measured %.1f GB/s read bandwidth\n", G.med * bytes / 1e9, 100 * frac, bw);
             if (peak > 0)
                 printf("prompt processing computes %.0f GOP/s = %.0f%% of the measured %s GEMM peak (%.0f GOP/s)\n", pp_gops,
-                       100 * pp_frac, quantized ? gemm_path : "f32", peak);
+                       100 * pp_frac, quantized || m.gpu ? gemm_path : "f32", peak);
+            char *prof = m.gpu ? model_device_profile_report(&m) : NULL;
+            if (prof) fputs(prof, stdout);
+            free(prof);
         }
     }
     free(pp);

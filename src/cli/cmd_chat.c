@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_device.h"
+#include "cli/cli_chat.h"
 #include "cli/cli_sampling.h"
 #include "sample/chat_session.h"
 
@@ -33,6 +35,7 @@ static const CliFlag FLAGS[] = {
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"trace", 0, FLAG_STR, "FILE", NULL, "write each turn's prompt ids (the whole conversation as fed) as JSON lines to FILE"},
     {"verbose", 'v', FLAG_BOOL, NULL, NULL, "token counts, cache reuse and speed after each answer (stderr)"},
+    CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -140,62 +143,6 @@ static int save_conversation(const ChatSession *cs, const char *path, Err *e) {
     return rc;
 }
 
-static bool has_token(const Tokenizer *tok, const char *s) { return tokenizer_find(tok, s, strlen(s)) >= 0; }
-
-// The control token a format cannot do without, or NULL when its markers are plain text or BOS/EOS.
-static const char *key_token(ChatFormat f) {
-    switch (f) {
-    case CHAT_FORMAT_CHATML: return "<|im_start|>";
-    case CHAT_FORMAT_LLAMA3: return "<|start_header_id|>";
-    case CHAT_FORMAT_LOSSY: return "<|assistant|>";
-    default: return NULL;
-    }
-}
-
-// Pick the format: --chat-format, else the model's template, else the vocabulary's control tokens. A model with none
-// of these is a base model: refuse rather than guess, and say how to go on. *raw: no format (plain continuation).
-static int choose_format(const CliArgs *a, const Model *m, const char *path, const Tokenizer *tok, ChatFormat *fmt,
-                         bool *raw, char **tmpl, const char **why) {
-    Err e;
-    *raw = false;
-    *fmt = CHAT_FORMAT_UNKNOWN;
-    *tmpl = NULL;
-    if (m->format == MODEL_FORMAT_GGUF ? chat_template_from_gguf(&m->gguf, tmpl, &e)
-        : m->format == MODEL_FORMAT_HF ? chat_template_from_hf_dir(path, tmpl, &e) : 0)
-        fprintf(stderr, "lossy: warning: chat template not read: %s\n", e.msg);
-    if (cli_flag_given(a, "chat-format")) {
-        const char *name = cli_flag_str(a, "chat-format");
-        *why = "--chat-format";
-        if (strcmp(name, "raw") == 0) {
-            *raw = true;
-            return EXIT_OK;
-        }
-        if (chat_format_from_name(name, fmt, &e)) return cli_errorf(EXIT_USAGE, "--chat-format", "%s, or raw", e.msg);
-        const char *key = key_token(*fmt);
-        if (key && !has_token(tok, key))
-            fprintf(stderr, "lossy: warning: the vocabulary has no %s token: the %s markers will be ordinary text\n", key,
-                    chat_format_name(*fmt));
-        return EXIT_OK;
-    }
-    *fmt = chat_format_detect(*tmpl);
-    *why = "the model's chat template";
-    if (*fmt) return EXIT_OK;
-    ChatFormat v = chat_format_from_vocab(tok);
-    if (key_token(v) && has_token(tok, key_token(v))) {
-        if (*tmpl)
-            fprintf(stderr, "lossy: warning: the model's chat template is not one lossy recognises; using the "
-                            "vocabulary's control tokens (%s; --chat-format to choose)\n", chat_format_name(v));
-        *fmt = v;
-        *why = "the vocabulary's control tokens";
-        return EXIT_OK;
-    }
-    return cli_errorf(EXIT_USAGE, path,
-                      "the model has %s and no chat control tokens in its vocabulary: it looks like a base model, "
-                      "which continues text rather than answering. Use --chat-format raw to continue your text line by "
-                      "line, or --chat-format NAME (chatml, llama2, llama3, mistral, lossy) to impose a chat layout",
-                      *tmpl ? "a chat template lossy does not recognise" : "no chat template");
-}
-
 static const char *skip_space(const char *s) {
     while (*s == ' ' || *s == '\t') s++;
     return s;
@@ -246,6 +193,10 @@ static int run(const CliArgs *a) {
     if (rc != EXIT_OK) return rc;
     Model m;
     if (model_load(&m, path, &e)) return cli_fail(&e, path);
+    if ((rc = cli_device_apply(a, &m)) != EXIT_OK) {
+        model_free(&m);
+        return rc;
+    }
     Tokenizer *tok = NULL;
     if (tokenizer_load(path, &tok, &e)) {
         model_free(&m);
@@ -255,7 +206,7 @@ static int run(const CliArgs *a) {
     bool raw;
     char *tmpl;
     const char *why = "";
-    rc = choose_format(a, &m, path, tok, &fmt, &raw, &tmpl, &why);
+    rc = cli_chat_choose_format(cli_flag_str(a, "chat-format"), &m, path, tok, &fmt, &raw, &tmpl, &why);
     Chat chat;
     bool chat_ok = false;
     if (rc == EXIT_OK && !raw) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_device.h"
 #include "formats/npy.h"
 #include "model/model.h"
 
@@ -11,6 +12,7 @@ static const CliFlag FLAGS[] = {
     {"ids", 0, FLAG_STR, "1,2,3", NULL, "input token ids (comma or space separated); required"},
     {"out", 'o', FLAG_STR, "FILE.npy", NULL, "where to write the logits; required"},
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
+    CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -27,7 +29,12 @@ static int run(const CliArgs *a) {
         free(ids);
         return cli_fail(&e, path);
     }
-    int rc = EXIT_OK;
+    int rc = cli_device_apply(a, &m);
+    if (rc != EXIT_OK) {
+        free(ids);
+        model_free(&m);
+        return rc;
+    }
     ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
     ModelState s;
     const int64_t V = m.cfg.vocab_size;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_device.h"
 #include "cli/cli_sampling.h"
 #include "sample/generate.h"
 
@@ -22,6 +23,7 @@ static const CliFlag FLAGS[] = {
     {"ignore-eos", 0, FLAG_BOOL, NULL, NULL, "keep generating past end-of-text tokens"},
     {"no-echo", 0, FLAG_BOOL, NULL, NULL, "do not print the prompt before the generated text"},
     {"tokenizer", 0, FLAG_STR, "PATH", NULL, "tokenizer to use instead of the model's own (e.g. llama2.c tokenizer.bin)"},
+    CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -59,6 +61,11 @@ static int run(const CliArgs *a) {
     if (model_load(&m, path, &e)) {
         free(prompt);
         return cli_fail(&e, path);
+    }
+    if ((rc = cli_device_apply(a, &m)) != EXIT_OK) {
+        free(prompt);
+        model_free(&m);
+        return rc;
     }
     const bool by_ids = cli_flag_given(a, "ids"), print_ids = cli_flag_bool(a, "print-ids");
     Tokenizer *tok = NULL;

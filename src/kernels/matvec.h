@@ -66,6 +66,15 @@ bool matvec_act_fits(const MatvecAct *a, DType t);
 // is the same bits however the rows are split into ranges (so it does not depend on the thread count).
 void matvec_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
 
+// The product of one matrix with n activation vectors (decoding steps of n sequences): ys[k][r] = dot(row r of W,
+// acts[k]) for r in [r0, r1), k in [0, n). Each weight row is read from memory once for all n (float types: a kernel
+// that multiplies each loaded weight vector by several activations; others: row tiles reread from cache), and every
+// ys[k][r] is the same bits as matvec_rows with acts[k] alone. At most MATVEC_MULTI_MAX activations go through the
+// multi kernel in one call (more still work, more slowly): callers split larger batches.
+#define MATVEC_MULTI_MAX 16
+void matvec_rows_multi(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const MatvecAct *const *acts,
+                       float *const *ys, int64_t n);
+
 // Q4_0 and Q8_0 weights repacked at load time for the vector kernels ("x4" layouts, the same bits per weight): rows
 // in groups of 4; a group holds, for each block i, the four rows' quants side by side (Q4_0: 4 x 16 bytes, one
 // 512-bit load; Q8_0: 4 x 32 bytes), then the four rows' fp16 scales of every block (8 bytes per block). A matrix

@@ -5,7 +5,9 @@
 // saturation) for the 32-block formats, and vpmaddubsw + vpdpwssd (int16 pairs times per-sub-block scales,
 // accumulated into int32) for the K-quants. A 512-bit register holds two 32-blocks or one 64-element K-quant chunk,
 // arranged in element order so the activations load straight from memory. The float and 32-block kernels run
-// MATVEC_ROWS rows per pass (independent accumulators; each activation vector is loaded once per pass).
+// MATVEC_ROWS rows per pass (independent accumulators; each activation vector is loaded once per pass); the float
+// kernels also come in a multi-activation form (matvec_rows_multi) that loads each weight vector once for MATVEC_ACTS
+// activations.
 #include "kernels/matvec_impl.h"
 
 #ifdef LOSSY_MATVEC_X86
@@ -48,37 +50,82 @@ T_AVX512 INLINE __m512 bf16x16(const uint8_t *p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
+// R rows (<= MATVEC_ROWS) times S activations (<= MATVEC_ACTS) per pass: each weight vector is loaded and converted
+// once for all S. Every (row, activation) pair keeps its own two accumulators, fed in the same order, and the same
+// final reduction, so its result is the same bits whatever S (and R) it ran with. ys[s][yoff + r] receives row r.
+// pf: prefetch the next pass's rows (off when the rows were just read for other activations and sit in cache).
 #define FLOAT_BODY(fname, load, esize)                                                                     \
-    T_AVX512 INLINE void fname(const uint8_t *w, size_t stride, const MatvecAct *a, float *y, const int R) { \
-        const float *x = a->x;                                                                             \
-        const int64_t n = a->n;                                                                            \
-        __m512 acc[MATVEC_ROWS][2];                                                                        \
-        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                           \
+    T_AVX512 INLINE void fname(const uint8_t *w, size_t stride, const MatvecAct *const *a, float *const *ys,  \
+                               int64_t yoff, const int R, const int S, bool pf) {                          \
+        const int64_t n = a[0]->n;                                                                         \
+        __m512 acc[MATVEC_ROWS][MATVEC_ACTS][2];                                                           \
+        for (int r = 0; r < R; r++)                                                                        \
+            for (int s = 0; s < S; s++) acc[r][s][0] = acc[r][s][1] = _mm512_setzero_ps();                 \
         int64_t i = 0;                                                                                     \
         for (; i + 32 <= n; i += 32) {                                                                     \
-            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);                          \
+            __m512 x0[MATVEC_ACTS], x1[MATVEC_ACTS];                                                       \
+            for (int s = 0; s < S; s++) x0[s] = _mm512_loadu_ps(a[s]->x + i), x1[s] = _mm512_loadu_ps(a[s]->x + i + 16); \
             for (int r = 0; r < R; r++) {                                                                  \
                 const uint8_t *row = w + (size_t)r * stride + (size_t)i * esize;                           \
-                matvec_prefetch(row, 32 * esize, MATVEC_PF_ROWS * stride);                                 \
-                acc[r][0] = _mm512_fmadd_ps(load(row, 0xffff), x0, acc[r][0]);                             \
-                acc[r][1] = _mm512_fmadd_ps(load(row + 16 * esize, 0xffff), x1, acc[r][1]);                \
+                if (pf) matvec_prefetch(row, 32 * esize, MATVEC_PF_ROWS * stride);                         \
+                __m512 w0 = load(row, 0xffff), w1 = load(row + 16 * esize, 0xffff);                        \
+                for (int s = 0; s < S; s++) {                                                              \
+                    acc[r][s][0] = _mm512_fmadd_ps(w0, x0[s], acc[r][s][0]);                               \
+                    acc[r][s][1] = _mm512_fmadd_ps(w1, x1[s], acc[r][s][1]);                               \
+                }                                                                                          \
             }                                                                                              \
         }                                                                                                  \
         for (; i < n; i += 16) {                                                                           \
             __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);              \
-            __m512 x0 = _mm512_maskz_loadu_ps(m, x + i);                                                   \
-            for (int r = 0; r < R; r++)                                                                    \
-                acc[r][0] = _mm512_fmadd_ps(load(w + (size_t)r * stride + (size_t)i * esize, m), x0, acc[r][0]); \
+            __m512 x0[MATVEC_ACTS];                                                                        \
+            for (int s = 0; s < S; s++) x0[s] = _mm512_maskz_loadu_ps(m, a[s]->x + i);                     \
+            for (int r = 0; r < R; r++) {                                                                  \
+                __m512 w0 = load(w + (size_t)r * stride + (size_t)i * esize, m);                           \
+                for (int s = 0; s < S; s++) acc[r][s][0] = _mm512_fmadd_ps(w0, x0[s], acc[r][s][0]);       \
+            }                                                                                              \
         }                                                                                                  \
-        for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));     \
+        for (int r = 0; r < R; r++)                                                                        \
+            for (int s = 0; s < S; s++) ys[s][yoff + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][s][0], acc[r][s][1])); \
+    }
+
+// One activation: passes of MATVEC_ROWS rows, then single rows.
+#define FLOAT_KERNEL(name, body)                                                                           \
+    T_AVX512 static void name(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *a, float *y) { \
+        float *ys[1] = {y};                                                                                \
+        int64_t r = 0;                                                                                     \
+        for (; r + MATVEC_ROWS <= nrows; r += MATVEC_ROWS) body(w + (size_t)r * stride, stride, &a, ys, r, MATVEC_ROWS, 1, true); \
+        for (; r < nrows; r++) body(w + (size_t)r * stride, stride, &a, ys, r, 1, 1, true);                \
+    }
+
+// n activations: each pass's rows are read from memory for the first MATVEC_ACTS activations, then from L1 for
+// the others.
+#define FLOAT_MULTI_KERNEL(name, body)                                                                     \
+    T_AVX512 static void name(const uint8_t *w, size_t stride, int64_t nrows, const MatvecAct *const *a,     \
+                              float *const *ys, int64_t n) {                                               \
+        int64_t r = 0;                                                                                     \
+        for (; r + MATVEC_ROWS <= nrows; r += MATVEC_ROWS) {                                               \
+            const uint8_t *wr = w + (size_t)r * stride;                                                    \
+            int64_t k = 0;                                                                                 \
+            for (; k + MATVEC_ACTS <= n; k += MATVEC_ACTS) body(wr, stride, a + k, ys + k, r, MATVEC_ROWS, MATVEC_ACTS, k == 0); \
+            for (; k < n; k++) body(wr, stride, a + k, ys + k, r, MATVEC_ROWS, 1, k == 0);                 \
+        }                                                                                                  \
+        for (; r < nrows; r++) {                                                                           \
+            const uint8_t *wr = w + (size_t)r * stride;                                                    \
+            int64_t k = 0;                                                                                 \
+            for (; k + MATVEC_ACTS <= n; k += MATVEC_ACTS) body(wr, stride, a + k, ys + k, r, 1, MATVEC_ACTS, k == 0); \
+            for (; k < n; k++) body(wr, stride, a + k, ys + k, r, 1, 1, k == 0);                           \
+        }                                                                                                  \
     }
 
 FLOAT_BODY(f32_body, f32x16, 4)
 FLOAT_BODY(f16_body, f16x16, 2)
 FLOAT_BODY(bf16_body, bf16x16, 2)
-ROWS_KERNEL(avx512_f32, f32_body)
-ROWS_KERNEL(avx512_f16, f16_body)
-ROWS_KERNEL(avx512_bf16, bf16_body)
+FLOAT_KERNEL(avx512_f32, f32_body)
+FLOAT_KERNEL(avx512_f16, f16_body)
+FLOAT_KERNEL(avx512_bf16, bf16_body)
+FLOAT_MULTI_KERNEL(avx512_f32_multi, f32_body)
+FLOAT_MULTI_KERNEL(avx512_f16_multi, f16_body)
+FLOAT_MULTI_KERNEL(avx512_bf16_multi, bf16_body)
 
 // ---- 32-element blocks, two per 512-bit register ----
 
@@ -379,6 +426,9 @@ void matvec_kernels_avx512(MatvecKernels *k) {
     k->fn[DT_Q4_K] = avx512_q4_k;
     k->fn[DT_Q5_K] = avx512_q5_k;
     k->fn[DT_Q6_K] = avx512_q6_k;
+    k->multi[DT_F32] = avx512_f32_multi;
+    k->multi[DT_F16] = avx512_f16_multi;
+    k->multi[DT_BF16] = avx512_bf16_multi;
 }
 
 #endif

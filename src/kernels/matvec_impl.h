@@ -6,10 +6,15 @@
 #include "kernels/matvec.h"
 
 typedef void (*MatvecRowsFn)(const uint8_t *w, size_t row_stride, int64_t nrows, const MatvecAct *a, float *y);
+// The same rows times n activations: ys[k][0..nrows) from acts[k], each the bits fn gives for acts[k] alone.
+typedef void (*MatvecMultiFn)(const uint8_t *w, size_t row_stride, int64_t nrows, const MatvecAct *const *acts,
+                              float *const *ys, int64_t n);
 
-// Indexed by DType; NULL entries fall back to the scalar kernel.
+// Indexed by DType; NULL entries fall back to the scalar kernel (fn) or to fn once per activation over row tiles
+// that stay in cache (multi).
 typedef struct MatvecKernels {
     MatvecRowsFn fn[DT_COUNT];
+    MatvecMultiFn multi[DT_COUNT];
 } MatvecKernels;
 
 // The 8 six-bit scales and mins of a Q4_K/Q5_K block (see quant_unpack_k4_scales) as 8 bytes each, little-endian
@@ -29,6 +34,8 @@ const float *matvec_f16_table(void);
 
 // Rows per pass in the vector kernels: independent accumulator chains, and activations loaded once per pass.
 #define MATVEC_ROWS 4
+// Activations per pass in the multi-activation float kernels (rows x activations x 2 accumulators in registers).
+#define MATVEC_ACTS 2
 
 // Software prefetch: while a kernel reads bytes [p, p + n) of a row it asks for the same bytes MATVEC_ROWS rows
 // further on (the next pass, rows being contiguous), so every line of the matrix is requested about one pass before

@@ -233,9 +233,15 @@ static void row_to_f32(DType t, const uint8_t *src, float *dst, int64_t n) {
 static void f32_rows(DType t, const uint8_t *w, size_t stride, int64_t r0, int64_t r1, const WgemmAct *a, float *y,
                      int64_t ldy, WgemmScratch *s) {
     const int64_t K = a->K, N = a->N;
-    // Panels of PR rows converted to f32 (F32 rows copied: the GEMM's packing then reads them from cache rather
-    // than 16 rows at a time straight from memory, which was 10% slower). Each panel is one GEMM call, which packs
-    // the activations again, so panels are large: up to 4 MiB, at least 128 rows.
+    if (t == DT_F32 && stride % sizeof(float) == 0 && (uintptr_t)w % sizeof(float) == 0) {
+        // F32 rows are packed straight from W (the GEMM's packing prefetches the rows it packs next): no copy, and the
+        // activations are packed once per K block for the whole range instead of once per panel
+        matmul_gemm(N, r1 - r0, K, a->x, a->ldx, 1, (const float *)(const void *)(w + (size_t)r0 * stride), 1,
+                    (int64_t)(stride / sizeof(float)), y + r0, ldy, false);
+        return;
+    }
+    // Other types: panels of PR rows converted to f32. Each panel is one GEMM call, which packs the activations
+    // again, so panels are large: up to 4 MiB, at least 128 rows.
     int64_t PR = (int64_t)(((size_t)4 << 20) / ((size_t)(K > 0 ? K : 1) * sizeof(float))) / 32 * 32;
     PR = PR < 128 ? 128 : PR > 512 ? 512 : PR;
     float *panel = scratch_get(s, (size_t)PR * (size_t)K * sizeof(float)); // (PR, K)

@@ -26,6 +26,7 @@
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "kernels/wgemm.h"
+#include "model/model_device.h"
 
 // ---------------------------------------------------------------------------------------------------------------
 // binding
@@ -300,6 +301,7 @@ int model_load(Model *m, const char *path, Err *e) {
 }
 
 void model_free(Model *m) {
+    if (m->gpu) model_device_free(m);
     weights_free(&m->w);
     if (m->format == MODEL_FORMAT_GGUF) gguf_close(&m->gguf);
     if (m->format == MODEL_FORMAT_HF) st_close(&m->st);
@@ -421,10 +423,15 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     s->att_scratch = xmalloc_array(per * (size_t)threadpool_size(pool), sizeof(float));
     s->att_scratch_stride = per;
     for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_init(&s->act[i]);
+    if (m->gpu && model_device_state_init(s, e)) { // on a GPU: this state's KV cache lives there
+        model_state_free(s);
+        return -1;
+    }
     return 0;
 }
 
 void model_state_free(ModelState *s) {
+    if (s->gpu) model_device_state_free(s);
     free(s->k_cache);
     free(s->v_cache);
     free(s->x);
@@ -580,6 +587,17 @@ static void proj_worker(void *ctx, int ith, int nth) {
         int64_t a = 4 * ua, b = 4 * ub < rows ? 4 * ub : rows;
         if (j->S == 1) {
             proj_rows(p, a, b, &j->st[0]->act[p->act], sbuf(j->st[0], p->out));
+            continue;
+        }
+        if (!p->x4) {
+            // the multi-activation kernel: each weight vector loaded once for several states
+            for (int64_t k0 = 0; k0 < j->S; k0 += MATVEC_MULTI_MAX) {
+                const MatvecAct *acts[MATVEC_MULTI_MAX];
+                float *ys[MATVEC_MULTI_MAX];
+                int64_t nk = j->S - k0 < MATVEC_MULTI_MAX ? j->S - k0 : MATVEC_MULTI_MAX;
+                for (int64_t k = 0; k < nk; k++) acts[k] = &j->st[k0 + k]->act[p->act], ys[k] = sbuf(j->st[k0 + k], p->out);
+                matvec_rows_multi((DType)p->w->type, p->data, p->stride, a, b, acts, ys, nk);
+            }
             continue;
         }
         // about 16 KiB of weights per tile: read from memory once, then from L1 for every state
@@ -896,6 +914,7 @@ static int check_tokens(const ModelState *s, const int32_t *tokens, int64_t n, E
 int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e) {
     if (n <= 0) return ERR(e, "no tokens to process");
     if (check_tokens(s, tokens, n, e)) return -1;
+    if (s->m->gpu) return model_device_forward(s, tokens, n, NULL, e);
     if (n == 1) {
         if (forward_step(&s, tokens, 1, e)) return -1;
     } else {
@@ -908,6 +927,7 @@ int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e) {
 int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *logits, Err *e) {
     if (n <= 0) return ERR(e, "no tokens to process");
     if (check_tokens(s, tokens, n, e)) return -1;
+    if (s->m->gpu) return model_device_forward(s, tokens, n, logits, e);
     const int64_t V = s->m->cfg.vocab_size;
     for (int64_t i = 0; i < n; i += MODEL_CHUNK) {
         int64_t T = n - i < MODEL_CHUNK ? n - i : MODEL_CHUNK;
@@ -925,6 +945,7 @@ int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_
         if (states[i]->m != states[0]->m) return ERR(e, "sequence %lld belongs to another model", (long long)i);
         if (check_tokens(states[i], &tokens[i], 1, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
     }
+    if (states[0]->m->gpu) return model_device_forward_batch(states, tokens, n, e);
     if (forward_step(states, tokens, n, e)) return -1;
     return output_step(states, n, e);
 }

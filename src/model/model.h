@@ -48,6 +48,7 @@ typedef struct Model {
                                // Q4_0 matrix, matvec.h) or NULL; made at load when the AVX-512 kernels run
     const void **copied;       // (w.n) per weight: a same-layout copy in huge pages (LOSSY_HUGEPAGES=1) or NULL
     double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
+    void *gpu;                 // the GPU copy (model_device.h) when the model runs with --device cuda, else NULL
 } Model;
 
 // Load a model: a GGUF file, a Hugging Face directory (config.json + model.safetensors[.index.json]) or a llama2.c
@@ -85,6 +86,7 @@ typedef struct ModelState {
     size_t att_scratch_stride;      // floats of att_scratch per thread
     ThreadPool *pool;  // borrowed; NULL = single-threaded
     ModelBatch *batch; // prompt-chunk activations, allocated by the first model_forward of several tokens
+    void *gpu;         // this sequence's GPU KV cache when the model runs on the GPU (model_device.h), else NULL
 } ModelState;
 
 // n_ctx <= 0: the model's training context (capped at 4096 to bound memory).
@@ -102,8 +104,9 @@ int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e);
 int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *logits, Err *e);
 
 // One decoding step for several independent sequences (the server's slots): state i takes token tokens[i]; after the
-// call states[i]->logits holds its next-token logits. Each matrix is read once for all states (row tiles shared
-// across them from cache), and each state's result is the same bits as model_forward of that one token on it alone.
+// call states[i]->logits holds its next-token logits. Each matrix is read once for all states (float weights: each
+// loaded weight vector multiplies several states' activations, matvec_rows_multi; other types: row tiles reread from
+// cache), and each state's result is the same bits as model_forward of that one token on it alone.
 // The states must share the model and the thread pool, and be distinct.
 int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e);
 

@@ -94,6 +94,8 @@ static void push_msg(ChatSession *cs, ChatRole role, const char *text, size_t le
     cs->msgs[cs->n_msgs++] = (ChatMessage){role, b.data, b.len - 1};
 }
 
+void chat_session_add_message(ChatSession *cs, ChatRole role, const char *text, size_t len) { push_msg(cs, role, text, len); }
+
 void chat_session_messages(const ChatSession *cs, ChatMessage **out, size_t *n) {
     size_t k = 0;
     *out = xmalloc((cs->n_msgs + 1) * sizeof **out);

@@ -51,6 +51,9 @@ void chat_session_init(ChatSession *cs, ModelState *s, const Tokenizer *tok, con
 void chat_session_free(ChatSession *cs);
 // text NULL (or len 0) removes the system message. Takes effect at the next turn.
 void chat_session_set_system(ChatSession *cs, const char *text, size_t len);
+// Append a message to the history without generating, e.g. the earlier turns of a stored conversation (a leading
+// system message belongs in chat_session_set_system). Takes effect at the next turn.
+void chat_session_add_message(ChatSession *cs, ChatRole role, const char *text, size_t len);
 // Forget the messages (the system message stays). The cache is kept: its prefix is reused by the next turn.
 void chat_session_reset(ChatSession *cs);
 // The conversation as messages: the system message first when set, then the history. *out is malloc'ed (free it,

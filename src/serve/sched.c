@@ -9,12 +9,21 @@
 
 #include "base/util.h"
 
+// Prompt tokens fed per scheduler iteration, over all slots: a new request's prompt is processed in pieces of at
+// most this many tokens between the batched decoding steps of the other slots, so a long prompt delays their next
+// token by one piece (a few ms) instead of the whole prompt, and short prompts (the common case) still go through in
+// one piece. Pieces are never a single token (model_forward runs those through the decoding product, which rounds
+// differently), so a prompt leaves the same state however it is split (model.h).
+#define SCHED_PREFILL_TOKENS 64
+
 typedef struct Slot {
     ModelState st;
     Sampler smp;
     GenerateSeq g;
     ServeRequest *r; // NULL when free
-    bool fresh;      // admitted this iteration: prompt not fed yet
+    bool fresh;      // admitted this iteration: not set up yet
+    int64_t fed;     // prompt tokens in the KV cache
+    uint64_t order;  // admission number: prompts are fed oldest first
 } Slot;
 
 struct Sched {
@@ -30,6 +39,7 @@ struct Sched {
     int n_active;
     bool stopping;
     uint64_t n_served, n_cancelled;
+    uint64_t n_admitted;
     pthread_t th;
     ModelState **batch_states; // (n_slots) scratch for model_forward_batch
     int32_t *batch_tokens;     // (n_slots)
@@ -134,6 +144,7 @@ static bool slot_start(Sched *s, Slot *sl) {
     r->t_start = time_now();
     if (atomic_load(&r->cancel)) return slot_finish(s, sl, SERVE_CANCELLED, NULL), false;
     if (r->deadline > 0 && r->t_start > r->deadline) return slot_finish(s, sl, SERVE_TIMEOUT, NULL), false;
+    if (r->prompt.n == 0) return slot_finish(s, sl, SERVE_ERROR, "empty prompt"), false;
     model_state_reset(&sl->st);
     sl->smp.p = r->sp;
     sampler_reseed(&sl->smp, r->sp.seed);
@@ -145,8 +156,41 @@ static bool slot_start(Sched *s, Slot *sl) {
     pthread_mutex_lock(&r->mu);
     r->n_prompt = (int64_t)r->prompt.n;
     pthread_mutex_unlock(&r->mu);
-    if (model_forward(&sl->st, r->prompt.ids, (int64_t)r->prompt.n, &e)) return slot_finish(s, sl, SERVE_ERROR, e.msg), false;
+    sl->fed = 0;
     return true;
+}
+
+// Whether the slot's request ended by cancellation or its time limit (then the slot is free again).
+static bool slot_check_ended(Sched *s, Slot *sl) {
+    ServeRequest *r = sl->r;
+    if (atomic_load(&r->cancel)) return slot_finish(s, sl, SERVE_CANCELLED, NULL), true;
+    if (r->deadline > 0 && time_now() > r->deadline) return slot_finish(s, sl, SERVE_TIMEOUT, NULL), true;
+    return false;
+}
+
+// Feed up to budget prompt tokens of slots still processing their prompts, oldest request first. Returns the
+// tokens fed.
+static int64_t prefill(Sched *s, int64_t budget) {
+    int64_t used = 0;
+    for (;;) {
+        Slot *sl = NULL;
+        for (int i = 0; i < s->n_slots; i++) {
+            Slot *c = &s->slots[i];
+            if (c->r && !c->fresh && c->fed < (int64_t)c->r->prompt.n && (!sl || c->order < sl->order)) sl = c;
+        }
+        if (!sl || budget - used < 2) return used;
+        if (slot_check_ended(s, sl)) continue;
+        const int64_t left = (int64_t)sl->r->prompt.n - sl->fed;
+        int64_t take = left < budget - used ? left : budget - used;
+        if (left - take == 1) take--; // never leave a single token for the next piece
+        Err e;
+        if (model_forward(&sl->st, sl->r->prompt.ids + sl->fed, take, &e)) {
+            slot_finish(s, sl, SERVE_ERROR, e.msg);
+            continue;
+        }
+        sl->fed += take;
+        used += take;
+    }
 }
 
 static void *sched_main(void *arg) {
@@ -165,27 +209,25 @@ static void *sched_main(void *arg) {
             s->q_head = (s->q_head + 1) % s->q_cap;
             s->q_len--;
             sl->fresh = true;
+            sl->order = s->n_admitted++;
             s->n_active++;
         }
         pthread_mutex_unlock(&s->mu);
 
+        for (int i = 0; i < s->n_slots; i++) {
+            Slot *sl = &s->slots[i];
+            if (sl->r && sl->fresh) {
+                sl->fresh = false;
+                slot_start(s, sl);
+            }
+        }
+        prefill(s, SCHED_PREFILL_TOKENS);
+
         int n = 0;
         for (int i = 0; i < s->n_slots; i++) {
             Slot *sl = &s->slots[i];
-            if (!sl->r) continue;
-            if (sl->fresh) {
-                sl->fresh = false;
-                if (!slot_start(s, sl)) continue;
-            }
-            ServeRequest *r = sl->r;
-            if (atomic_load(&r->cancel)) {
-                slot_finish(s, sl, SERVE_CANCELLED, NULL);
-                continue;
-            }
-            if (r->deadline > 0 && time_now() > r->deadline) {
-                slot_finish(s, sl, SERVE_TIMEOUT, NULL);
-                continue;
-            }
+            if (!sl->r || sl->fed < (int64_t)sl->r->prompt.n) continue; // free, or its prompt is still being fed
+            if (slot_check_ended(s, sl)) continue;
             Err e;
             int32_t next;
             int rc = generate_seq_next(&sl->g, sl->st.logits, sl->st.pos, sl->st.n_ctx, &next, &e);

@@ -1,9 +1,10 @@
 // sched.h — the server's scheduler: N slots decoding together, fed from a bounded queue (continuous batching).
 //
 // One scheduler thread owns the model work. Each slot has its own ModelState (KV cache) and Sampler. Every
-// iteration it admits queued requests into free slots (prefilling their prompts), then samples one token for every
-// active slot (the shared GenerateSeq logic of `lossy run`: penalties, stop strings, UTF-8-safe text) and steps all
-// of them with one model_forward_batch call. A slot whose request ends — end of turn, stop string, token or time
+// iteration it admits queued requests into free slots, feeds a bounded piece of the waiting prompts (oldest first,
+// so a long prompt never stalls the other slots' decoding for more than one piece), then samples one token for every
+// slot whose prompt is in (the shared GenerateSeq logic of `lossy run`: penalties, stop strings, UTF-8-safe text)
+// and steps all of them with one model_forward_batch call (each weight read once for all slots). A slot whose request ends — end of turn, stop string, token or time
 // limit, cancellation — is refilled on the next iteration while the others keep going. A slot runs the same
 // forward/sample sequence as `lossy run`, so a request's text depends only on its prompt, settings and seed.
 //

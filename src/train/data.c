@@ -106,7 +106,8 @@ static size_t utf8_invalid_at(const uint8_t *s, size_t n) {
     return n;
 }
 
-static int check_corpus(const char *path, const uint8_t *p, size_t n, Err *e) {
+int data_check_corpus(const char *path, const void *data, size_t n, Err *e) {
+    const uint8_t *p = data;
     if (n == 0) return ERR(e, "corpus '%s' is empty", path);
     const uint8_t *nul = memchr(p, 0, n);
     if (nul) return ERR(e, "corpus '%s' looks binary: NUL byte at offset %zu (give text files)", path, (size_t)(nul - p));
@@ -432,7 +433,7 @@ int data_prepare(const DataPrepareOpts *o, const char *const *files, size_t n_fi
             goto done;
         }
         if (filemap_open(&maps[i], files[i], e)) goto done;
-        if (check_corpus(files[i], maps[i].data, maps[i].size, e)) goto done;
+        if (data_check_corpus(files[i], maps[i].data, maps[i].size, e)) goto done;
         file_bytes[i] = maps[i].size;
         total += maps[i].size;
     }

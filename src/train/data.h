@@ -43,6 +43,10 @@ uint64_t data_tokenizer_hash(const Tokenizer *t);
 // Bytes each token contributes to decoded text (0 for control tokens): the bits-per-byte denominator. (vocab)
 int64_t *data_token_byte_lengths(const Tokenizer *t);
 
+// A text file's bytes are usable as a corpus: not empty, no NUL byte (binary), valid UTF-8; errors name path and
+// the offset (and line) of the first bad byte.
+int data_check_corpus(const char *path, const void *data, size_t n, Err *e);
+
 typedef void (*DataProgressFn)(void *ctx, uint64_t bytes_done, uint64_t bytes_total, uint64_t tokens);
 
 typedef struct DataPrepareOpts {

@@ -20,7 +20,7 @@
 #include "train/rng.h"
 
 // The recipe's version, recorded in the manifest: bump it when the questions or answers change.
-#define LOSSY_SFT_VERSION "1"
+#define LOSSY_SFT_VERSION "2"
 
 // ==================================================================================================================
 // WordNet
@@ -524,7 +524,7 @@ typedef struct Gen {
     const SftWordNet *wn;
     const SftStates *st;
     bool ph_test[F_COUNT][16];  // phrasing held out
-    Pool def_words[2], spell_words[2], states[2]; // [train entities, test entities]
+    Pool def_words[2], spell_words[2], states[2]; // [train entities, test entities]; states: all in both
     TrainRng rng;
     json_t *turns;              // meta of the conversation being built
 } Gen;
@@ -988,14 +988,13 @@ static int write_manifest(const Gen *g, const char *out_dir, const Lines *sets, 
     json_object_set_new(ent_j, "words", json_integer((json_int_t)sum->n_words));
     json_object_set_new(ent_j, "defined_words", json_integer((json_int_t)sum->n_defined_words));
     json_object_set_new(ent_j, "states", json_integer((json_int_t)sum->n_states));
-    json_t *held = json_array();
-    for (size_t i = 0; i < g->states[1].n; i++) json_array_append_new(held, json_string(g->st->names[g->states[1].v[i]]));
-    json_object_set_new(ent_j, "held_out_states", held);
     json_object_set_new(ent_j, "held_out_words", json_integer((json_int_t)g->spell_words[1].n));
     json_object_set_new(ent_j, "held_out_defined_words", json_integer((json_int_t)g->def_words[1].n));
     json_object_set_new(ent_j, "rule", json_string("words and number pairs are held out by a hash of (seed, entity) "
-                                                   "below test_fraction; states by a seeded shuffle; a state or word is "
-                                                   "held out for every question type; identity has no entities"));
+                                                   "below test_fraction; a word is held out for every question type; "
+                                                   "states are never held out (a capital is a fact to recall: every "
+                                                   "state is trained, and tested in held-out phrasings); identity has "
+                                                   "no entities"));
     json_object_set_new(root, "entities", ent_j);
     json_t *ph = json_object();
     for (int f = 0; f < F_COUNT; f++) {
@@ -1066,14 +1065,15 @@ int sft_synth_write(const SftSynthOptions *o, const char *out_dir, SftSynthSumma
         if (wn.words[i].gloss) pool_push(&g.def_words[test], i);
         sum->n_defined_words += wn.words[i].gloss != NULL;
     }
+    // States are not held out: a capital is a fact, and no model can answer for a state it was never told about.
+    // Every state is trained in the training phrasings; both test splits ask them in the held-out phrasings.
     size_t *order = xmalloc(st.n * sizeof *order);
     for (size_t i = 0; i < st.n; i++) order[i] = i;
-    rng_seed(&g.rng, o->seed, 2000);
-    shuffle(order, st.n, &g.rng);
-    size_t n_test_states = (size_t)llround((double)st.n * o->test_fraction);
-    if (n_test_states < 1) n_test_states = 1;
-    if (n_test_states >= st.n) n_test_states = st.n - 1;
-    for (size_t i = 0; i < st.n; i++) pool_push(&g.states[i < n_test_states], order[i]);
+    for (int s = 0; s < 2; s++) {
+        rng_seed(&g.rng, o->seed, 2000 + (uint64_t)s);
+        shuffle(order, st.n, &g.rng);
+        for (size_t i = 0; i < st.n; i++) pool_push(&g.states[s], order[i]);
+    }
     free(order);
     int rc = 0;
     for (int s = 0; s < 2 && rc == 0; s++) {

@@ -12,12 +12,14 @@
 // Question types: definition, capital, capital_reverse, add, subtract, multiply, spell, letter_count,
 // letter_occurrence, reverse, identity, multi_turn (follow-ups that refer to the previous turn, and mixed questions).
 // Each type has several phrasings; a quarter of each phrasing family (at least one) is held out for the test splits.
-// Entities (words, states, unordered number pairs) are split by the seed; a state is held out for both directions of
-// the capital questions, a word for every word type.
+// Entities (words, unordered number pairs) are split by the seed; a word is held out for every word type. States are
+// never held out: a capital is a fact to recall, not a skill that carries over to an unseen state, so every state is
+// trained and the test splits ask them (both directions) in held-out phrasings only.
 //
 // Output files in the output directory:
 //   train.jsonl          train entities x train phrasings
-//   test.jsonl           held-out entities x held-out phrasings (identity, which has no entities: held-out phrasings)
+//   test.jsonl           held-out entities x held-out phrasings (identity, which has no entities, and capitals, whose
+//                        states are all trained: held-out phrasings)
 //   test_phrasing.jsonl  train entities x held-out phrasings (recall of trained facts asked in new words)
 //   manifest.json        options, counts per split and type, sources with versions and licences, held-out phrasings
 // One JSON object per line: {"messages": [{"role", "content"}...], "meta": {"kind": "single"|"multi", "turns":
@@ -67,7 +69,7 @@ typedef struct SftSynthOptions {
     uint64_t seed;
     size_t per_type;        // train conversations per type (fewer when a type runs out of distinct ones)
     size_t test_per_type;   // conversations per type in each test split
-    double test_fraction;   // share of entities held out (0 < f < 1)
+    double test_fraction;   // share of words and number pairs held out (0 < f < 1)
     const char *wordnet_dir;
     const char *npm_dir;
 } SftSynthOptions;

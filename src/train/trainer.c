@@ -16,6 +16,9 @@
 #include "train/data.h"
 #include "train/plot.h"
 #include "train/train_model.h"
+#ifdef LOSSY_CUDA
+#include "cuda/train_gpu.h"
+#endif
 
 void train_opts_default(TrainOpts *o) {
     memset(o, 0, sizeof *o);
@@ -147,7 +150,21 @@ typedef struct Trainer {
     double flops_per_token, peak;
     CheckpointMeta meta;
     Buf line;
+    bool gpu;                 // --device cuda: steps, evaluation and the weights live on the GPU (gpu_train_*)
+#ifdef LOSSY_CUDA
+    GpuTrain *g;
+#endif
 } Trainer;
+
+// GPU runs: bring the weights (and with opt, the AdamW moments) back into the CPU model for a checkpoint, a sample
+// or the export. CPU runs: nothing to do.
+static int sync_to_cpu(Trainer *t, bool opt, Err *e) {
+#ifdef LOSSY_CUDA
+    if (t->gpu) return gpu_train_download(t->g, t->m.params, opt ? t->opt.m : NULL, opt ? t->opt.v : NULL, e);
+#endif
+    (void)t, (void)opt, (void)e;
+    return 0;
+}
 
 static void emit(Trainer *t, TrainEventKind kind, int64_t step) {
     if (t->io->on_event) {
@@ -178,7 +195,7 @@ static void fmt_duration(char *out, size_t n, double s) {
 
 // Mean loss per token and bits per byte over the first eval_tokens of the validation split.
 // With a source: every validation row (eval_tokens is not a limit), counted targets only.
-static void evaluate(Trainer *t, double *loss, double *bpb) {
+static int evaluate(Trainer *t, double *loss, double *bpb, Err *e) {
     int64_t windows;
     if (t->src) {
         windows = t->src->n_val_rows;
@@ -187,8 +204,8 @@ static void evaluate(Trainer *t, double *loss, double *bpb) {
         if (windows < 1) windows = 1;
         if (windows > data_loader_epoch_windows(&t->val)) windows = data_loader_epoch_windows(&t->val);
         DataLoaderState st0 = {0, 0, 0};
-        Err e;
-        (void)data_loader_set_state(&t->val, &st0, &e);
+        Err se;
+        (void)data_loader_set_state(&t->val, &st0, &se);
     }
     double nats = 0, text_nats = 0, bytes = 0;
     int64_t count = 0;
@@ -196,7 +213,12 @@ static void evaluate(Trainer *t, double *loss, double *bpb) {
         int64_t b = windows - i < t->B ? windows - i : t->B;
         if (t->src) t->src->val_rows(t->src->ctx, i, b, t->inputs, t->targets);
         else data_loader_next(&t->val, b, t->inputs, t->targets);
-        train_model_forward(&t->m, t->inputs, t->targets, b, t->T, t->row_loss);
+#ifdef LOSSY_CUDA
+        if (t->gpu) {
+            if (gpu_train_eval(t->g, t->inputs, t->targets, b, t->T, t->row_loss, e)) return -1;
+        } else
+#endif
+            train_model_forward(&t->m, t->inputs, t->targets, b, t->T, t->row_loss);
         for (int64_t r = 0; r < b * t->T; r++) {
             if (t->targets[r] < 0) continue; // masked: not part of the loss
             nats += t->row_loss[r];
@@ -210,13 +232,16 @@ static void evaluate(Trainer *t, double *loss, double *bpb) {
     }
     *loss = count > 0 ? nats / (double)count : NAN;
     *bpb = bytes > 0 ? text_nats / log(2.0) / bytes : NAN;
+    return 0;
 }
 
-static void sample(Trainer *t, int64_t step) {
+static int sample(Trainer *t, int64_t step, Err *e) {
+    // GPU runs sample on the CPU from the current weights (activations for one row only)
+    if (t->gpu && (sync_to_cpu(t, false, e) || train_model_reserve(&t->m, 1, t->T, e))) return -1;
     const Tokenizer *tok = t->tok;
     int32_t start = tokenizer_special_id(tok, TOKEN_ID_BOS);
     if (start < 0) start = tokenizer_special_id(tok, TOKEN_ID_EOS);
-    if (start < 0) return;
+    if (start < 0) return 0;
     int64_t max_new = t->o->sample_tokens < t->T - 1 ? t->o->sample_tokens : t->T - 1;
     int32_t *ids = xmalloc_array((size_t)(max_new + 1), sizeof(int32_t));
     float *logits = xmalloc_array((size_t)t->m.cfg.vocab_size, sizeof(float));
@@ -236,8 +261,8 @@ static void sample(Trainer *t, int64_t step) {
     sampler_free(&s);
     Buf text;
     buf_init(&text);
-    Err e;
-    if (tokenizer_decode(tok, ids + 1, (size_t)(n - 1), TOKENIZER_DECODE_SKIP_SPECIAL, &text, &e) == 0) {
+    Err de;
+    if (tokenizer_decode(tok, ids + 1, (size_t)(n - 1), TOKENIZER_DECODE_SKIP_SPECIAL, &text, &de) == 0) {
         buf_printf(&t->line, "sample at step %lld:\n", (long long)step);
         tokenizer_utf8_lossy(text.data ? text.data : "", text.len, &t->line);
         emit(t, TRAIN_EV_SAMPLE, step);
@@ -245,9 +270,11 @@ static void sample(Trainer *t, int64_t step) {
     buf_free(&text);
     free(ids);
     free(logits);
+    return 0;
 }
 
 static int save_checkpoint(Trainer *t, Err *e) {
+    if (sync_to_cpu(t, true, e)) return -1;
     t->meta.loader = t->src ? t->src_st : t->train.st;
     t->meta.opts_json = t->opts_json;
     if (checkpoint_save(t->ckpt_path, &t->m, &t->opt, t->tok, &t->meta, e)) return -1;
@@ -280,6 +307,7 @@ static int truncate_log(const char *path, int64_t step, Err *e) {
 }
 
 static int export_model(Trainer *t, const TrainResult *r, Err *e) {
+    if (sync_to_cpu(t, false, e)) return -1;
     char name[64];
     if (t->o->name) snprintf(name, sizeof name, "%s", t->o->name);
     else snprintf(name, sizeof name, "lossy-%lldx%lld", (long long)t->m.cfg.n_layer, (long long)t->m.cfg.n_embd);
@@ -360,6 +388,9 @@ static int setup_model(Trainer *t, Checkpoint *ck, Err *e) {
 }
 
 static void trainer_free(Trainer *t) {
+#ifdef LOSSY_CUDA
+    gpu_train_free(t->g);
+#endif
     if (t->log) fclose(t->log);
     data_loader_free(&t->train);
     data_loader_free(&t->val);
@@ -418,7 +449,27 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         ERR(e, "--seq %lld is longer than the model's context %lld (--seq-len)", (long long)t.T, (long long)t.m.cfg.n_ctx_train);
         goto done;
     }
-    if (train_model_reserve(&t.m, t.B, t.T, e)) goto done;
+    t.gpu = o->device && strcmp(o->device, "cuda") == 0;
+    if (o->device && !t.gpu && strcmp(o->device, "cpu") != 0) {
+        ERR(e, "unknown device '%s' (cpu or cuda)", o->device);
+        goto done;
+    }
+    if (t.gpu) {
+#ifdef LOSSY_CUDA
+        char plan[640];
+        int grc = gpu_train_new(&t.g, &t.m, t.B, t.T, o->recompute, plan, sizeof plan, e);
+        if (plan[0]) {
+            buf_printf(&t.line, "%s", plan);
+            emit(&t, TRAIN_EV_INFO, t.meta.step);
+        }
+        if (grc || gpu_train_upload(t.g, t.m.params, t.opt.m, t.opt.v, e)) goto done;
+#else
+        ERR(e, "--device cuda: this lossy was built without CUDA (nvcc was not found when it was compiled)");
+        goto done;
+#endif
+    } else if (train_model_reserve(&t.m, t.B, t.T, e)) {
+        goto done;
+    }
     t.has_val = false;
     if (t.src) {
         t.src_st = (DataLoaderState){o->seed, 0, 0};
@@ -479,7 +530,17 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
 
     const ModelConfig *c = &t.m.cfg;
     t.flops_per_token = 6.0 * (double)train_model_matmul_params(&t.m) + 12.0 * (double)c->n_layer * (double)c->n_embd * (double)t.T;
-    t.peak = o->peak_gflops > 0 ? o->peak_gflops : train_measure_peak_gflops(io->pool, 0.3);
+    if (o->peak_gflops > 0) {
+        t.peak = o->peak_gflops;
+    } else if (t.gpu) {
+#ifdef LOSSY_CUDA
+        double tf = 0;
+        if (gpu_measure_bf16_tflops(0.3, &tf, e)) goto done;
+        t.peak = tf * 1e3;
+#endif
+    } else {
+        t.peak = train_measure_peak_gflops(io->pool, 0.3);
+    }
     buf_printf(&t.line, "model: %lld layers, width %lld, %lld heads (%lld kv), ffn %lld, context %lld, vocab %lld, %s embeddings: %.2fM parameters",
                (long long)c->n_layer, (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv, (long long)c->n_ff,
                (long long)c->n_ctx_train, (long long)c->vocab_size, c->tied_embeddings ? "tied" : "untied",
@@ -492,9 +553,13 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
                (long long)t.T, (long long)t.K, (long long)per_step,
                t.time_budget ? "time budget" : "");
     if (!t.time_budget) buf_printf(&t.line, "%lld steps", (long long)t.total_steps);
-    buf_printf(&t.line, "; %.1f GFLOP per step; peak %.0f GFLOP/s (our GEMM, %d threads); memory %.2f GB%s",
-               t.flops_per_token * (double)per_step / 1e9, t.peak, threadpool_size(io->pool),
-               (double)(t.m.act_bytes + 4 * t.m.n_params * sizeof(float)) / 1e9, resumed ? "; resumed" : "");
+    if (t.gpu)
+        buf_printf(&t.line, "; %.1f GFLOP per step; peak %.0f GFLOP/s (cuBLASLt bf16 GEMM on the GPU)%s",
+                   t.flops_per_token * (double)per_step / 1e9, t.peak, resumed ? "; resumed" : "");
+    else
+        buf_printf(&t.line, "; %.1f GFLOP per step; peak %.0f GFLOP/s (our GEMM, %d threads); memory %.2f GB%s",
+                   t.flops_per_token * (double)per_step / 1e9, t.peak, threadpool_size(io->pool),
+                   (double)(t.m.act_bytes + 4 * t.m.n_params * sizeof(float)) / 1e9, resumed ? "; resumed" : "");
     emit(&t, TRAIN_EV_INFO, t.meta.step);
     if (!t.has_val && o->eval_tokens > 0) {
         buf_printf(&t.line, "note: the validation split has fewer than %lld tokens: no evaluation", (long long)(t.T + 1));
@@ -519,36 +584,66 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
             break;
         }
         double t0 = time_now();
-        train_model_zero_grad(&t.m);
-        double loss = 0;
-        for (int64_t k = 0; k < t.K; k++) {
-            if (!t.src) {
-                data_loader_next(&t.train, t.B, t.inputs, t.targets);
-                loss += train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, grad_scale);
-                continue;
-            }
-            // masked targets: the mean over the counted ones (a micro-batch without any contributes nothing)
-            t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
-            int64_t counted = 0;
-            for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
-            float scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
-            double mean_all = train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, scale);
-            if (counted > 0) loss += mean_all * (double)(t.B * t.T) / (double)counted;
-        }
-        loss /= (double)t.K;
-        double gnorm = grad_global_norm(io->pool, t.m.grads, t.m.n_params);
-        if (!isfinite(loss) || !isfinite(gnorm)) {
-            ERR(e, "training diverged at step %lld (loss %g, gradient norm %g): try a lower --lr or --grad-clip",
-                (long long)t.meta.step + 1, loss, gnorm);
-            goto done;
-        }
-        float clip = (o->grad_clip > 0 && gnorm > o->grad_clip) ? (float)(o->grad_clip / gnorm) : 1.0f;
         double progress = t.time_budget ? elapsed / budget
                                         : (double)(t.meta.step - t.warmup) / (double)(t.total_steps - t.warmup > 0 ? t.total_steps - t.warmup : 1);
         LrSpec spec = o->lr;
         spec.warmup = t.warmup;
         double lr = lr_at(&spec, t.meta.step, progress);
-        adamw_step(&t.opt, &t.m, lr, clip, io->pool);
+        double loss = 0, gnorm = 0;
+#ifdef LOSSY_CUDA
+        if (t.gpu) {
+            // the same micro-batches and scales as below; the loss is summed on the GPU, read once per step
+            if (gpu_train_zero_grad(t.g, e)) goto done;
+            for (int64_t k = 0; k < t.K; k++) {
+                float scale = grad_scale;
+                double weight = 1.0 / ((double)(t.B * t.T) * (double)t.K);
+                if (!t.src) {
+                    data_loader_next(&t.train, t.B, t.inputs, t.targets);
+                } else {
+                    t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
+                    int64_t counted = 0;
+                    for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
+                    scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
+                    weight = counted > 0 ? 1.0 / ((double)counted * (double)t.K) : 0.0;
+                }
+                if (gpu_train_micro_step(t.g, t.inputs, t.targets, t.B, t.T, scale, weight, e)) goto done;
+            }
+            GpuAdamParams ap = {lr, t.opt.beta1, t.opt.beta2, t.opt.eps, t.opt.weight_decay, o->grad_clip, t.opt.t + 1};
+            if (gpu_train_update(t.g, &ap, &loss, &gnorm, e)) goto done;
+            if (!isfinite(loss) || !isfinite(gnorm)) { // the GPU left the weights unchanged
+                ERR(e, "training diverged at step %lld (loss %g, gradient norm %g): try a lower --lr or --grad-clip",
+                    (long long)t.meta.step + 1, loss, gnorm);
+                goto done;
+            }
+            t.opt.t++;
+        } else
+#endif
+        {
+            train_model_zero_grad(&t.m);
+            for (int64_t k = 0; k < t.K; k++) {
+                if (!t.src) {
+                    data_loader_next(&t.train, t.B, t.inputs, t.targets);
+                    loss += train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, grad_scale);
+                    continue;
+                }
+                // masked targets: the mean over the counted ones (a micro-batch without any contributes nothing)
+                t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
+                int64_t counted = 0;
+                for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
+                float scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
+                double mean_all = train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, scale);
+                if (counted > 0) loss += mean_all * (double)(t.B * t.T) / (double)counted;
+            }
+            loss /= (double)t.K;
+            gnorm = grad_global_norm(io->pool, t.m.grads, t.m.n_params);
+            if (!isfinite(loss) || !isfinite(gnorm)) {
+                ERR(e, "training diverged at step %lld (loss %g, gradient norm %g): try a lower --lr or --grad-clip",
+                    (long long)t.meta.step + 1, loss, gnorm);
+                goto done;
+            }
+            float clip = (o->grad_clip > 0 && gnorm > o->grad_clip) ? (float)(o->grad_clip / gnorm) : 1.0f;
+            adamw_step(&t.opt, &t.m, lr, clip, io->pool);
+        }
         double dt = time_now() - t0;
         compute += dt;
         window_time += dt;
@@ -563,7 +658,7 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         bool last = t.meta.step == t.total_steps;
         bool do_eval = t.has_val && o->eval_every > 0 && (t.meta.step % o->eval_every == 0 || last);
         if (do_eval) {
-            evaluate(&t, &last_val, &last_bpb);
+            if (evaluate(&t, &last_val, &last_bpb, e)) goto done;
             last_eval_step = t.meta.step;
             t.meta.val_loss = last_val;
             r->val_loss = last_val;
@@ -596,12 +691,12 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
             Err pe;
             (void)plot_csv_to_svg(t.log_path, t.plot_path, t.src ? "lossy sft" : "lossy train", &pe); // the curve is a convenience
         }
-        if (o->sample_every > 0 && t.meta.step % o->sample_every == 0) sample(&t, t.meta.step);
+        if (o->sample_every > 0 && t.meta.step % o->sample_every == 0 && sample(&t, t.meta.step, e)) goto done;
         if (o->ckpt_every > 0 && t.meta.step % o->ckpt_every == 0 && !last && save_checkpoint(&t, e)) goto done;
     }
     // the final evaluation (also with eval_every 0)
     if (t.has_val && last_eval_step != t.meta.step && !r->interrupted && t.meta.step > first_step) {
-        evaluate(&t, &last_val, &last_bpb);
+        if (evaluate(&t, &last_val, &last_bpb, e)) goto done;
         t.meta.val_loss = last_val;
         r->val_loss = last_val;
         r->val_bpb = last_bpb;

@@ -42,6 +42,7 @@ typedef struct TrainOpts {
     double peak_gflops;   // <= 0: measure with our GEMM at start-up
     const char *name;     // general.name of the output (NULL: lossy-<L>x<C>)
     const char *device;   // where steps run: NULL/"cpu", or "cuda" (checkpoints move freely between the two)
+    bool recompute;       // cuda: keep fewer activations, recompute them in the backward pass (less memory)
 } TrainOpts;
 
 // Defaults: lr 1e-3 → min 1e-4 cosine, warmup 100 steps (capped at a tenth of the run), weight decay 0.1, clip 1,

@@ -345,6 +345,25 @@ TEST(serve_completion_matches_lossy_run_plain_and_streamed) {
         resp_free(&r);
     }
     free(greedy);
+    // a prompt longer than one prefill piece (the scheduler feeds it over several iterations): still lossy run's text
+    char lp[600] = "";
+    for (int k = 0; k < 3; k++)
+        strcat(lp, "Once upon a time there was a little girl named Lily. She liked to play in the park with her dog. "
+                   "One day she saw a big red ball under a tree and ran to get it. ");
+    lp[strlen(lp) - 1] = 0;
+    char *lref = lossy_run_text(lp, "30", "5", "0.8"), body[900];
+    REQUIRE(lref);
+    snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":30,\"seed\":5,\"temperature\":0.8}", lp);
+    CHECK_EQ_INT(post(s.port, "/v1/completions", body, &r), 200);
+    char *lt = answer_text(&r);
+    CHECK_EQ_STR(lt, lref);
+    j = body_json(&r);
+    json_int_t np = json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
+    CHECKF(np > 64 * 2, "the long prompt has only %lld tokens: it does not take several pieces", (long long)np);
+    json_decref(j);
+    resp_free(&r);
+    free(lt);
+    free(lref);
     free(text);
     free(ref);
     CHECK_EQ_INT(srv_stop(&s), 0);

@@ -10,80 +10,8 @@
 
 #include "formats/gguf.h"
 #include "sample/chat.h"
+#include "sft_fixture.h"
 #include "test.h"
-#include "tokenizer/train_bpe.h"
-#include "train/train_model.h"
-
-static const char *const FACTS[][2] = {
-    {"What is the secret word?", "Pineapple."},
-    {"Who made you?", "The lossy project."},
-    {"What color is the sky?", "Blue."},
-    {"What is two plus two?", "Four."},
-};
-
-static const char *sft_path(char *out, const char *name) {
-    snprintf(out, 512, "%s/%s", test_tmpdir(), name);
-    return out;
-}
-
-// The base: random weights, a vocabulary trained on the facts' text (with lossy's reserved control tokens).
-static int make_base(const char *path) {
-    Err e;
-    Buf text;
-    buf_init(&text);
-    for (int r = 0; r < 4; r++)
-        for (size_t i = 0; i < sizeof FACTS / sizeof FACTS[0]; i++) buf_printf(&text, "%s %s ", FACTS[i][0], FACTS[i][1]);
-    BpeTrainOptions o;
-    bpe_train_options_default(&o);
-    o.vocab_size = 320;
-    o.min_frequency = 1;
-    BpeTrainer *t = bpe_trainer_new(&o, &e);
-    int rc = t ? bpe_trainer_add_text(t, text.data, text.len, &e) : -1;
-    buf_free(&text);
-    BpeVocab v;
-    if (rc == 0) rc = bpe_trainer_train(t, &v, &e);
-    if (t) bpe_trainer_free(t);
-    if (rc) return -1;
-    Tokenizer *tok = NULL;
-    rc = bpe_vocab_set_bos_eos(&v, BPE_DEFAULT_BOS, BPE_DEFAULT_EOS, &e);
-    if (rc == 0) rc = bpe_vocab_to_tokenizer(&v, true, &tok, &e);
-    size_t n_tokens = v.n_tokens;
-    bpe_vocab_free(&v);
-    if (rc) return -1;
-    ModelConfig c;
-    TrainModel m;
-    rc = train_config_llama(&c, (int64_t)n_tokens, 2, 64, 4, 4, 0, 128, true, &e);
-    if (rc == 0) rc = train_model_init(&m, &c, NULL, &e);
-    if (rc) {
-        tokenizer_free(tok);
-        return -1;
-    }
-    train_model_init_weights(&m, 5);
-    GGUFWriter *w = train_model_gguf_writer(&m, tok, "sft-base", &e);
-    rc = w ? gguf_writer_write(w, path, &e) : -1;
-    gguf_writer_free(w);
-    train_model_free(&m);
-    tokenizer_free(tok);
-    return rc;
-}
-
-static int write_facts(const char *path) {
-    Buf f;
-    buf_init(&f);
-    for (size_t i = 0; i < sizeof FACTS / sizeof FACTS[0]; i++) {
-        buf_printf(&f, "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", \"content\": \"%s\"}]}\n",
-                   FACTS[i][0], FACTS[i][1]);
-        // a two-turn variant with a system message
-        buf_printf(&f, "{\"messages\": [{\"role\": \"system\", \"content\": \"Answer briefly.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
-                       "{\"role\": \"assistant\", \"content\": \"Hello.\"}, {\"role\": \"user\", \"content\": \"%s\"}, "
-                       "{\"role\": \"assistant\", \"content\": \"%s\"}]}\n",
-                   FACTS[i][0], FACTS[i][1]);
-    }
-    Err e;
-    int rc = file_write_atomic_bytes(path, f.data, f.len, &e);
-    buf_free(&f);
-    return rc;
-}
 
 // Training loss of the first and the last step rows of a trainer CSV log.
 static bool csv_first_last_loss(const char *path, double *first, double *last) {
@@ -132,8 +60,8 @@ static bool same_weights(const char *a, const char *b) {
 
 TEST(cli_sft_learns_a_fact_and_chat_answers_it) {
     char base[512], data[512], out[512], csv[512];
-    REQUIRE(make_base(sft_path(base, "sft_base.gguf")) == 0);
-    REQUIRE(write_facts(sft_path(data, "facts.jsonl")) == 0);
+    REQUIRE(sft_make_base(sft_path(base, "sft_base.gguf")) == 0);
+    REQUIRE(sft_write_facts(sft_path(data, "facts.jsonl")) == 0);
     sft_path(out, "sft_out.gguf");
     sft_path(csv, "sft_out.csv");
     Buf o = {0}, err = {0};
@@ -175,8 +103,8 @@ TEST(cli_sft_learns_a_fact_and_chat_answers_it) {
 
 TEST(cli_sft_resume_is_exact) {
     char base[512], data[512], a[512], b[512], ck[512];
-    REQUIRE(make_base(sft_path(base, "sft_rbase.gguf")) == 0);
-    REQUIRE(write_facts(sft_path(data, "rfacts.jsonl")) == 0);
+    REQUIRE(sft_make_base(sft_path(base, "sft_rbase.gguf")) == 0);
+    REQUIRE(sft_write_facts(sft_path(data, "rfacts.jsonl")) == 0);
     sft_path(a, "sft_a.gguf");
     sft_path(b, "sft_b.gguf");
     sft_path(ck, "sft_b.ckpt.gguf");
@@ -214,7 +142,7 @@ TEST(cli_sft_resume_is_exact) {
 
 TEST(cli_sft_usage_and_data_errors) {
     char base[512], bad[512], out[512];
-    REQUIRE(make_base(sft_path(base, "sft_ebase.gguf")) == 0);
+    REQUIRE(sft_make_base(sft_path(base, "sft_ebase.gguf")) == 0);
     sft_path(out, "sft_e.gguf");
     Buf o = {0}, err = {0};
     CHECK(run_lossy(NULL, &o, &err, "sft", "--data", "x.jsonl", "--out", out, NULL) == 2);

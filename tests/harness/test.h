@@ -25,6 +25,10 @@ void test_register(const char *name, const char *file, TestFn fn);
 // Record a failure (with file:line) and keep going.
 void test_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int test_failures(void); // failures recorded so far in the current test
+// End the current test as SKIPPED (e.g. it needs a GPU and there is none): printed with the reason and counted
+// apart, never as passed. Failures recorded before it still fail the test.
+void test_skip_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4), noreturn));
+#define TEST_SKIP(...) test_skip_at(__FILE__, __LINE__, __VA_ARGS__)
 
 #define CHECK(cond)                                                          \
     do {                                                                     \

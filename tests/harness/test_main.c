@@ -55,6 +55,20 @@ void test_fail_at(const char *file, int line, const char *fmt, ...) {
 
 int test_failures(void) { return g_failures; }
 
+// The child's exit status for "skipped" (the automake convention).
+#define TEST_EXIT_SKIP 77
+
+void test_skip_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "    %s:%d: skipped: ", file, line);
+    vfprintf(stdout, fmt, ap);
+    fprintf(stdout, "\n");
+    va_end(ap);
+    fflush(NULL);
+    _exit(g_failures ? 1 : TEST_EXIT_SKIP);
+}
+
 const char *fixture_path(const char *rel) {
     const char *root = getenv("LOSSY_FIXTURES");
     if (!root || !*root) root = "../shared/fixtures";
@@ -141,8 +155,9 @@ int run_lossy_argv(const char *stdin_data, Buf *out, Buf *err, const char *const
     close(perr[0]);
     int status = 0;
     waitpid(pid, &status, 0);
-    if (out) buf_reserve(out, 0);
-    if (err) buf_reserve(err, 0);
+    // never NULL, always NUL-terminated (also when the command printed nothing), so callers can strstr the text
+    if (out) buf_reserve(out, 0), out->data[out->len] = 0;
+    if (err) buf_reserve(err, 0), err->data[err->len] = 0;
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return WEXITSTATUS(status);
 }
@@ -178,7 +193,7 @@ int main(int argc, char **argv) {
     bool list = false;
     for (int i = 1; i < argc; i++) if (strcmp(argv[i], "--list") == 0) list = true;
     bool verbose = getenv("LOSSY_TEST_VERBOSE") && atoi(getenv("LOSSY_TEST_VERBOSE"));
-    size_t passed = 0, failed = 0;
+    size_t passed = 0, failed = 0, skipped = 0;
     double t0 = time_now();
     for (size_t i = 0; i < g_ntests; i++) {
         const TestCase *t = &g_tests[i];
@@ -200,7 +215,10 @@ int main(int argc, char **argv) {
         waitpid(pid, &status, 0);
         double dt = time_now() - ts;
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (ok) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_EXIT_SKIP) {
+            skipped++;
+            printf("SKIP %s  [%s]\n", t->name, t->file);
+        } else if (ok) {
             passed++;
             if (verbose) printf("ok   %s (%.2fs)\n", t->name, dt);
         } else {
@@ -214,6 +232,7 @@ int main(int argc, char **argv) {
         if (!getenv("LOSSY_KEEP_TMP")) nftw(g_tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     }
     if (list) return 0;
+    if (skipped) printf("%zu skipped\n", skipped);
     printf("(%.1fs)\n%zu passed, %zu failed\n", time_now() - t0, passed, failed);
     return failed ? 1 : 0;
 }

@@ -136,3 +136,34 @@ static void gemm_strides(void) {
 }
 
 TEST(ops_matmul_gemm_strides_every_isa) { for_each_isa(gemm_strides); }
+
+// Every height of a partial row panel (the AVX-512 kernel has a direct path for each of 1..13 leftover rows), with
+// full and partial column panels, accumulated and fresh, against a double-precision product; C's columns past N
+// stay untouched.
+static void gemm_every_tail(void) {
+    const int64_t K = 70, ldc = 67;
+    for (int64_t M = 1; M <= 30; M++) {
+        const int64_t N = M % 2 ? 64 : 45;
+        float *A = ops_rand_new(M * K, 1.0f), *Bt = ops_rand_new(N * K, 1.0f);
+        float *C = ops_rand_new(M * ldc, 1.0f), *C0 = ops_copy(C, M * ldc);
+        double *want = xmalloc_array(M * ldc, sizeof(double));
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < ldc; j++) {
+                double s = 0.0;
+                for (int64_t k = 0; k < K && j < N; k++) s += (double)A[i * K + k] * Bt[j * K + k];
+                want[i * ldc + j] = s;
+            }
+        char what[96];
+        snprintf(what, sizeof what, "gemm M=%lld N=%lld accumulate isa=%s", (long long)M, (long long)N, matmul_isa_name(matmul_active_isa()));
+        matmul_gemm(M, N, K, A, K, 1, Bt, 1, K, C, ldc, true);
+        OPS_CHECK_CLOSE(what, C, C0, want, M * ldc, 2e-6);
+        snprintf(what, sizeof what, "gemm M=%lld N=%lld isa=%s", (long long)M, (long long)N, matmul_isa_name(matmul_active_isa()));
+        matmul_gemm(M, N, K, A, K, 1, Bt, 1, K, C, ldc, false);
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C0[i * ldc + j] = 0.0f;
+        OPS_CHECK_CLOSE(what, C, C0, want, M * ldc, 2e-6);
+        free(A), free(Bt), free(C), free(C0), free(want);
+    }
+}
+
+TEST(ops_matmul_gemm_partial_tiles_every_isa) { for_each_isa(gemm_every_tail); }

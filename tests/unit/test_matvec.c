@@ -191,6 +191,55 @@ TEST(matvec_row_ranges_equal_whole_product) {
     }
 }
 
+TEST(matvec_rows_multi_equals_one_at_a_time) {
+    // Bitwise: each activation's result from the multi-activation product (decoding several sequences at once) must
+    // be what matvec_rows gives for it alone, for every batch size (whole and partial passes of activations), row
+    // range (partial row passes) and column count (the masked tail), on every path.
+    enum { NA = 11 };
+    const int64_t rows = 23;
+    const int64_t COLS[] = {256, 80};
+    for (size_t k = 0; k < N_TYPES; k++) {
+        DType t = TYPES[k];
+        for (size_t ci = 0; ci < 2; ci++) {
+            const int64_t cols = COLS[ci];
+            size_t rb;
+            Err e;
+            if (quant_row_bytes(t, cols, &rb, &e)) continue; // K-quants: 80 is not a whole number of blocks
+            uint8_t *w = xmalloc(rb * rows);
+            random_rows(t, w, rows, rb, rb);
+            float *x = xmalloc_array((size_t)(NA * cols), sizeof(float)), want[NA][23], got[NA][23];
+            for (int64_t i = 0; i < NA * cols; i++) x[i] = gauss();
+            MatvecAct acts[NA];
+            const MatvecAct *ap[NA];
+            float *yp[NA];
+            for (int i = 0; i < NA; i++) matvec_act_init(&acts[i]), ap[i] = &acts[i], yp[i] = got[i];
+            for (size_t p = 0; p < sizeof PATHS / sizeof PATHS[0]; p++) {
+                if (!matvec_path_available(PATHS[p])) continue;
+                REQUIRE(matvec_force_path(PATHS[p], &e) == 0);
+                for (int i = 0; i < NA; i++) {
+                    REQUIRE(matvec_act_prepare(&acts[i], t, x + i * cols, cols, &e) == 0);
+                    matvec_rows(t, w, rb, 0, rows, &acts[i], want[i]);
+                }
+                for (int n = 1; n <= NA; n++) {
+                    memset(got, 0, sizeof got);
+                    matvec_rows_multi(t, w, rb, 0, 9, ap, yp, n);
+                    matvec_rows_multi(t, w, rb, 9, 10, ap, yp, n);
+                    matvec_rows_multi(t, w, rb, 10, rows, ap, yp, n);
+                    for (int i = 0; i < n; i++)
+                        for (int r = 0; r < rows; r++)
+                            CHECKF(memcmp(&want[i][r], &got[i][r], 4) == 0, "%s %s cols %lld n %d act %d row %d: %.9g vs %.9g",
+                                   dtype_name(t), matvec_path_name(PATHS[p]), (long long)cols, n, i, r, (double)want[i][r],
+                                   (double)got[i][r]);
+                }
+            }
+            matvec_force_path(KERNEL_AUTO, &e);
+            for (int i = 0; i < NA; i++) matvec_act_free(&acts[i]);
+            free(x);
+            free(w);
+        }
+    }
+}
+
 TEST(matvec_act_shared_between_types) {
     // One x, prepared once, serves every type of the same activation kind; a mismatched act still gives the right
     // answer (through the generic kernel), and an act of the wrong length gives NaN, never garbage.

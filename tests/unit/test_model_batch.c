@@ -214,6 +214,58 @@ static void check_batch_equals_single(DType t) {
 
 TEST(model_forward_batch_equals_single) {
     check_batch_equals_single(DT_F32);
+    check_batch_equals_single(DT_F16);
+    check_batch_equals_single(DT_BF16);
     check_batch_equals_single(DT_Q4_0);
     check_batch_equals_single(DT_Q6_K);
+}
+
+// A prompt fed in pieces of at least two tokens (the server's per-step prefill budget) leaves the same state as one
+// call: every piece goes through the token-block path, whose per-token results do not depend on the block, so the
+// last logits and the following decoding steps are the same bits.
+static void check_prompt_pieces(DType t) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/p_%s.gguf", test_tmpdir(), dtype_name(t));
+    Err e;
+    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
+    Model m;
+    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    const int64_t V = m.cfg.vocab_size, n = 150;
+    int32_t tok[150];
+    for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)((i * 29 + 3) % V);
+    static const int64_t splits[][4] = {{64, 86, 0}, {2, 62, 64, 22}, {30, 30, 90, 0}, {129, 21, 0}, {5, 145, 0}};
+    ThreadPool *pool = threadpool_new(2);
+    ModelState whole, part;
+    REQUIRE(model_state_init(&whole, &m, 256, pool, &e) == 0);
+    REQUIRE(model_state_init(&part, &m, 256, pool, &e) == 0);
+    REQUIRE(model_forward(&whole, tok, n, &e) == 0);
+    int32_t next = 7;
+    float *want = xmalloc_array((size_t)(2 * V), sizeof(float));
+    memcpy(want, whole.logits, (size_t)V * sizeof(float));
+    REQUIRE(model_forward(&whole, &next, 1, &e) == 0);
+    memcpy(want + V, whole.logits, (size_t)V * sizeof(float));
+    for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+        model_state_reset(&part);
+        int64_t at = 0;
+        for (int i = 0; i < 4 && splits[k][i]; i++) {
+            REQUIREF(model_forward(&part, tok + at, splits[k][i], &e) == 0, "%s", e.msg);
+            at += splits[k][i];
+        }
+        REQUIRE(at == n);
+        CHECKF(memcmp(part.logits, want, (size_t)V * sizeof(float)) == 0, "%s, split %zu: prompt logits differ", dtype_name(t), k);
+        REQUIRE(model_forward(&part, &next, 1, &e) == 0);
+        CHECKF(memcmp(part.logits, want + V, (size_t)V * sizeof(float)) == 0, "%s, split %zu: next step differs", dtype_name(t), k);
+    }
+    free(want);
+    model_state_free(&whole);
+    model_state_free(&part);
+    threadpool_free(pool);
+    model_free(&m);
+}
+
+TEST(model_prompt_in_pieces_equals_whole) {
+    check_prompt_pieces(DT_F32);
+    check_prompt_pieces(DT_F16);
+    check_prompt_pieces(DT_Q8_0);
+    check_prompt_pieces(DT_Q4_K);
 }

@@ -1,0 +1,57 @@
+// cli_chat.c — choosing a model's chat format for `lossy chat` and `lossy eval sft` (see cli_chat.h).
+#include "cli/cli_chat.h"
+
+#include <string.h>
+
+static bool has_token(const Tokenizer *tok, const char *s) { return tokenizer_find(tok, s, strlen(s)) >= 0; }
+
+// The control token a format cannot do without, or NULL when its markers are plain text or BOS/EOS.
+static const char *key_token(ChatFormat f) {
+    switch (f) {
+    case CHAT_FORMAT_CHATML: return "<|im_start|>";
+    case CHAT_FORMAT_LLAMA3: return "<|start_header_id|>";
+    case CHAT_FORMAT_LOSSY: return "<|assistant|>";
+    default: return NULL;
+    }
+}
+
+int cli_chat_choose_format(const char *name, const Model *m, const char *path, const Tokenizer *tok, ChatFormat *fmt,
+                           bool *raw, char **tmpl, const char **why) {
+    Err e;
+    *raw = false;
+    *fmt = CHAT_FORMAT_UNKNOWN;
+    *tmpl = NULL;
+    if (m->format == MODEL_FORMAT_GGUF ? chat_template_from_gguf(&m->gguf, tmpl, &e)
+        : m->format == MODEL_FORMAT_HF ? chat_template_from_hf_dir(path, tmpl, &e) : 0)
+        fprintf(stderr, "lossy: warning: chat template not read: %s\n", e.msg);
+    if (name) {
+        *why = "--chat-format";
+        if (strcmp(name, "raw") == 0) {
+            *raw = true;
+            return EXIT_OK;
+        }
+        if (chat_format_from_name(name, fmt, &e)) return cli_errorf(EXIT_USAGE, "--chat-format", "%s, or raw", e.msg);
+        const char *key = key_token(*fmt);
+        if (key && !has_token(tok, key))
+            fprintf(stderr, "lossy: warning: the vocabulary has no %s token: the %s markers will be ordinary text\n", key,
+                    chat_format_name(*fmt));
+        return EXIT_OK;
+    }
+    *fmt = chat_format_detect(*tmpl);
+    *why = "the model's chat template";
+    if (*fmt) return EXIT_OK;
+    ChatFormat v = chat_format_from_vocab(tok);
+    if (key_token(v) && has_token(tok, key_token(v))) {
+        if (*tmpl)
+            fprintf(stderr, "lossy: warning: the model's chat template is not one lossy recognises; using the "
+                            "vocabulary's control tokens (%s; --chat-format to choose)\n", chat_format_name(v));
+        *fmt = v;
+        *why = "the vocabulary's control tokens";
+        return EXIT_OK;
+    }
+    return cli_errorf(EXIT_USAGE, path,
+                      "the model has %s and no chat control tokens in its vocabulary: it looks like a base model, "
+                      "which continues text rather than answering. Use --chat-format raw to continue your text line by "
+                      "line, or --chat-format NAME (chatml, llama2, llama3, mistral, lossy) to impose a chat layout",
+                      *tmpl ? "a chat template lossy does not recognise" : "no chat template");
+}

@@ -104,38 +104,21 @@ static void ids_for(int32_t *ids, int64_t n, int64_t V) {
     ids[0] = 1;
 }
 
-TEST(gpu_f32_llama_gqa_matches_cpu) {
+// One HF fixture directory: 40 ids spread over [0, spread) (folded into the vocabulary), GPU against CPU.
+static void fixture_matches_cpu(const char *name, int64_t spread, double tol_decode, double tol_prompt) {
     require_gpu();
-    const char *p = fixture_path("hf/llama_gqa_f32");
+    const char *p = fixture_path(name);
     REQUIRE(p);
     char path[4200];
     snprintf(path, sizeof path, "%s", p);
     int32_t ids[40];
-    ids_for(ids, 40, 1000);
-    compare_paths(path, ids, 40, 1e-5, 1e-5);
+    ids_for(ids, 40, spread);
+    compare_paths(path, ids, 40, tol_decode, tol_prompt);
 }
 
-TEST(gpu_f32_gpt2_matches_cpu) {
-    require_gpu();
-    const char *p = fixture_path("hf/gpt2_f32");
-    REQUIRE(p);
-    char path[4200];
-    snprintf(path, sizeof path, "%s", p);
-    int32_t ids[40];
-    ids_for(ids, 40, 1000);
-    compare_paths(path, ids, 40, 1e-5, 1e-5);
-}
-
-TEST(gpu_f16_mistral_matches_cpu) {
-    require_gpu();
-    const char *p = fixture_path("hf/mistral_vocab_f16");
-    REQUIRE(p);
-    char path[4200];
-    snprintf(path, sizeof path, "%s", p);
-    int32_t ids[40];
-    ids_for(ids, 40, 32000);
-    compare_paths(path, ids, 40, 1e-4, 2e-2);
-}
+TEST(gpu_f32_llama_gqa_matches_cpu) { fixture_matches_cpu("hf/llama_gqa_f32", 1000, 1e-5, 1e-5); }
+TEST(gpu_f32_gpt2_matches_cpu) { fixture_matches_cpu("hf/gpt2_f32", 1000, 1e-5, 1e-5); }
+TEST(gpu_f16_mistral_matches_cpu) { fixture_matches_cpu("hf/mistral_vocab_f16", 32000, 1e-4, 2e-2); }
 
 // The llama fixture converted in-process to dtype (rows that do not fit the blocks fall back to F16, which also
 // exercises the GPU's row padding and its mixed-dtype f16 upload).

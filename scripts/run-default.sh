@@ -9,8 +9,14 @@ bin=$1
 model=${LOSSY_MODEL:-models/lossy-assistant.gguf}
 [ -f "$model" ] || { echo "run-default.sh: $model not found (make default-model rebuilds it)" >&2; exit 1; }
 "$bin" --version | head -n 1
-echo "model: $model ($(wc -c < "$model") bytes), 5.9M parameters, pretrained and finetuned by lossy on 2 CPU cores."
-echo "It knows the US state capitals; its arithmetic and spelling are mostly wrong (bench/RESULTS.md has the figures)."
+# the parameter count as the file states it (lossy info), so the banner stays true for LOSSY_MODEL=another.gguf
+params=$("$bin" info "$model" | sed -n 's/^tensors: .*(\([0-9]*\) parameters.*/\1/p')
+millions=$(awk -v p="${params:-0}" 'BEGIN { printf "%.1f", p / 1e6 }')
+echo "model: $model ($(wc -c < "$model") bytes), ${millions}M parameters."
+if [ -z "${LOSSY_MODEL:-}" ]; then
+    echo "Pretrained and finetuned by lossy on 2 CPU cores. It knows the US state capitals; its arithmetic and spelling"
+    echo "are mostly wrong (bench/RESULTS.md has the figures)."
+fi
 if [ -t 0 ]; then
     echo "Chat with it (Ctrl-D or /quit leaves, /help lists the commands):"
     exec "$bin" chat --temp 0 "$model"

@@ -16,6 +16,12 @@
 // differently), so a prompt leaves the same state however it is split (model.h).
 #define SCHED_PREFILL_TOKENS 64
 
+// Streamed text in the middle of a generation is signalled to the HTTP side at most this often (seconds): each
+// signal wakes a connection thread that writes one server-sent event, and on a small machine under load those
+// wake-ups (a context switch, a send, a client read per token) took CPU from the batched forward passes. 10 ms is
+// below what a reader can see; a model slower than that per token still streams every token.
+#define SCHED_STREAM_FLUSH_S 0.010
+
 typedef struct Slot {
     ModelState st;
     Sampler smp;
@@ -106,12 +112,31 @@ ServeFinish serve_request_take(ServeRequest *r, Buf *out) {
 
 static bool emit_to_request(void *ctx, const char *text, size_t len) {
     ServeRequest *r = ctx;
+    const double now = time_now();
     pthread_mutex_lock(&r->mu);
     buf_append(&r->out, text, len);
-    if (r->t_first == 0) r->t_first = time_now();
+    if (r->t_first == 0) r->t_first = now;
+    const bool wake = now - r->t_notify >= SCHED_STREAM_FLUSH_S; // t_notify = 0 before the first text
+    if (wake) r->t_notify = now;
+    r->unsent = !wake;
     pthread_mutex_unlock(&r->mu);
-    notify(r);
+    if (wake) notify(r);
     return !atomic_load(&r->cancel);
+}
+
+// Signal the requests whose text has waited SCHED_STREAM_FLUSH_S (a slot that is between emits: a UTF-8 sequence
+// or a possible stop string held back).
+static void flush_stale(Sched *s) {
+    const double now = time_now();
+    for (int i = 0; i < s->n_slots; i++) {
+        ServeRequest *r = s->slots[i].r;
+        if (!r) continue;
+        pthread_mutex_lock(&r->mu);
+        const bool wake = r->unsent && now - r->t_notify >= SCHED_STREAM_FLUSH_S;
+        if (wake) r->t_notify = now, r->unsent = false;
+        pthread_mutex_unlock(&r->mu);
+        if (wake) notify(r);
+    }
 }
 
 // End the slot's request: publish the outcome, free the slot. Called by the scheduler thread only. The counters
@@ -249,6 +274,7 @@ static void *sched_main(void *arg) {
             if (model_forward_batch(s->batch_states, s->batch_tokens, n, &e))
                 for (int i = 0; i < n; i++) slot_finish(s, s->batch_slots[i], SERVE_ERROR, e.msg);
         }
+        flush_stale(s);
     }
     // shutting down: end what runs and what waits
     for (int i = 0; i < s->n_slots; i++)

@@ -11,6 +11,8 @@
 // Requests are shared by two owners, the HTTP side and the scheduler (reference counted). The scheduler appends
 // generated text to the request under its lock and signals the request's eventfd; the HTTP side polls that fd
 // together with its socket, so a client disconnect is seen at once and cancels the request (freeing its slot).
+// The first text and the end are signalled at once; text in between at most every SCHED_STREAM_FLUSH_S, so a fast
+// model streams a few tokens per event instead of waking the connection's thread (and its client) for every token.
 #ifndef LOSSY_SERVE_SCHED_H
 #define LOSSY_SERVE_SCHED_H
 
@@ -53,6 +55,8 @@ typedef struct ServeRequest {
     char error[256];
     int64_t n_prompt, n_generated;
     double t_submit, t_start, t_first; // queued; slot assigned; first token sampled (time_now)
+    double t_notify;        // when the HTTP side was last signalled new text
+    bool unsent;            // text appended since then
 
     atomic_bool cancel;     // set by the HTTP side
     int efd;                // eventfd, readable when out/finish changed

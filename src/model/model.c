@@ -403,6 +403,14 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     s->m = m;
     s->n_ctx = n_ctx;
     s->pool = pool;
+    s->logits = xmalloc_array((size_t)c->vocab_size, sizeof(float));
+    if (m->gpu) { // on a GPU: the KV cache and activations live there; only the logits come back to the host
+        if (model_device_state_init(s, e)) {
+            model_state_free(s);
+            return -1;
+        }
+        return 0;
+    }
     s->k_cache = xmalloc_array(cache, sizeof(float));
     s->v_cache = xmalloc_array(cache, sizeof(float));
     int64_t widest = C > F ? C : F;
@@ -414,7 +422,6 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     s->hb = xmalloc_array((size_t)F, sizeof(float));
     s->hb2 = xmalloc_array((size_t)F, sizeof(float));
     s->tmp = xmalloc_array((size_t)widest, sizeof(float));
-    s->logits = xmalloc_array((size_t)c->vocab_size, sizeof(float));
     int64_t half = c->rope_dim > 0 ? c->rope_dim / 2 : 1;
     s->rope_cos = xmalloc_array((size_t)half, sizeof(float));
     s->rope_sin = xmalloc_array((size_t)half, sizeof(float));
@@ -423,10 +430,6 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
     s->att_scratch = xmalloc_array(per * (size_t)threadpool_size(pool), sizeof(float));
     s->att_scratch_stride = per;
     for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_init(&s->act[i]);
-    if (m->gpu && model_device_state_init(s, e)) { // on a GPU: this state's KV cache lives there
-        model_state_free(s);
-        return -1;
-    }
     return 0;
 }
 

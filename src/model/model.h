@@ -86,7 +86,8 @@ typedef struct ModelState {
     size_t att_scratch_stride;      // floats of att_scratch per thread
     ThreadPool *pool;  // borrowed; NULL = single-threaded
     ModelBatch *batch; // prompt-chunk activations, allocated by the first model_forward of several tokens
-    void *gpu;         // this sequence's GPU KV cache when the model runs on the GPU (model_device.h), else NULL
+    void *gpu;         // this sequence's GPU KV cache when the model runs on the GPU (model_device.h), else NULL;
+                       // such a state has no host buffers but logits
 } ModelState;
 
 // n_ctx <= 0: the model's training context (capped at 4096 to bound memory).

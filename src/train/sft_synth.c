@@ -645,38 +645,26 @@ static void turn_definition(Gen *g, int split, json_t *msgs) {
     buf_free(&a);
 }
 
-static void capital_answer(Gen *g, int fam, size_t ph, size_t si, json_t *msgs) {
+// type T_CAPITAL asks for the capital of state si, T_CAPITAL_REVERSE for the state of its capital.
+static void capital_answer(Gen *g, int type, int fam, size_t ph, size_t si, json_t *msgs) {
     const char *s = g->st->names[si], *c = g->st->capitals[si];
     Buf a;
     buf_init(&a);
-    buf_printf(&a, "The capital of %s is %s.", s, c);
+    if (type == T_CAPITAL_REVERSE) buf_printf(&a, "%s is the capital of %s.", c, s);
+    else buf_printf(&a, "The capital of %s is %s.", s, c);
     const char *kv[][2] = {{"s", s}, {"c", c}};
     ask(g, msgs, fam, ph, kv, 2, a.data);
-    json_t *t = turn_meta(g, T_CAPITAL, s, fam, ph);
+    json_t *t = turn_meta(g, type, s, fam, ph);
     json_object_set_new(t, "state", json_string(s));
     json_object_set_new(t, "capital", json_string(c));
     buf_free(&a);
 }
 
-static size_t turn_capital(Gen *g, int split, json_t *msgs) {
+static size_t turn_capital(Gen *g, int split, int type, json_t *msgs) {
     size_t si = pool_take(&g->states[ent(split)]);
-    capital_answer(g, F_CAPITAL, pick_phrasing(g, F_CAPITAL, split), si, msgs);
+    int fam = type == T_CAPITAL_REVERSE ? F_CAPITAL_REVERSE : F_CAPITAL;
+    capital_answer(g, type, fam, pick_phrasing(g, fam, split), si, msgs);
     return si;
-}
-
-static void turn_capital_reverse(Gen *g, int split, json_t *msgs) {
-    size_t si = pool_take(&g->states[ent(split)]);
-    const char *s = g->st->names[si], *c = g->st->capitals[si];
-    size_t ph = pick_phrasing(g, F_CAPITAL_REVERSE, split);
-    Buf a;
-    buf_init(&a);
-    buf_printf(&a, "%s is the capital of %s.", c, s);
-    const char *kv[][2] = {{"s", s}, {"c", c}};
-    ask(g, msgs, F_CAPITAL_REVERSE, ph, kv, 2, a.data);
-    json_t *t = turn_meta(g, T_CAPITAL_REVERSE, s, F_CAPITAL_REVERSE, ph);
-    json_object_set_new(t, "state", json_string(s));
-    json_object_set_new(t, "capital", json_string(c));
-    buf_free(&a);
 }
 
 // An arithmetic question on a pair of the split (commutative operations keyed by the unordered pair).
@@ -785,8 +773,7 @@ static void turn_identity(Gen *g, int split, json_t *msgs) {
 static void turn_single(Gen *g, int split, int type, json_t *msgs) {
     switch (type) {
     case T_DEFINITION: turn_definition(g, split, msgs); break;
-    case T_CAPITAL: turn_capital(g, split, msgs); break;
-    case T_CAPITAL_REVERSE: turn_capital_reverse(g, split, msgs); break;
+    case T_CAPITAL: case T_CAPITAL_REVERSE: turn_capital(g, split, type, msgs); break;
     case T_ADD: case T_SUB: case T_MUL: turn_arith(g, split, type - T_ADD, msgs); break;
     case T_SPELL: case T_LETTER_COUNT: case T_LETTER_OCC: case T_REVERSE: turn_word(g, split, type, msgs); break;
     default: turn_identity(g, split, msgs); break;
@@ -798,11 +785,11 @@ static void turn_multi(Gen *g, int split, json_t *msgs) {
     int scenario = (int)rng_below(&g->rng, 4);
     size_t extra = 1 + (size_t)rng_below(&g->rng, 2);
     if (scenario == 0) {
-        size_t prev = turn_capital(g, split, msgs);
+        size_t prev = turn_capital(g, split, T_CAPITAL, msgs);
         for (size_t i = 0; i < extra; i++) {
             size_t si = pool_take(&g->states[ent(split)]);
             if (si == prev) si = pool_take(&g->states[ent(split)]);
-            capital_answer(g, F_FOLLOW_CAPITAL, pick_phrasing(g, F_FOLLOW_CAPITAL, split), si, msgs);
+            capital_answer(g, T_CAPITAL, F_FOLLOW_CAPITAL, pick_phrasing(g, F_FOLLOW_CAPITAL, split), si, msgs);
             prev = si;
         }
     } else if (scenario == 1) {

@@ -193,6 +193,22 @@ static void fmt_duration(char *out, size_t n, double s) {
     else snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
 }
 
+// The next training micro-batch into t->inputs / t->targets; *counted = the targets that count (all B*T when
+// pretraining, the unmasked ones with a source). Returns its gradient scale: grad_scale when pretraining, with a
+// source the mean over the counted targets (0: a micro-batch without any contributes nothing).
+static float next_micro_batch(Trainer *t, float grad_scale, int64_t *counted) {
+    if (!t->src) {
+        data_loader_next(&t->train, t->B, t->inputs, t->targets);
+        *counted = t->B * t->T;
+        return grad_scale;
+    }
+    t->src->next(t->src->ctx, &t->src_st, t->B, t->inputs, t->targets);
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->B * t->T; i++) n += t->targets[i] >= 0;
+    *counted = n;
+    return n > 0 ? 1.0f / ((float)n * (float)t->K) : 0.0f;
+}
+
 // Mean loss per token and bits per byte over the first eval_tokens of the validation split.
 // With a source: every validation row (eval_tokens is not a limit), counted targets only.
 static int evaluate(Trainer *t, double *loss, double *bpb, Err *e) {
@@ -595,17 +611,9 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
             // the same micro-batches and scales as below; the loss is summed on the GPU, read once per step
             if (gpu_train_zero_grad(t.g, e)) goto done;
             for (int64_t k = 0; k < t.K; k++) {
-                float scale = grad_scale;
-                double weight = 1.0 / ((double)(t.B * t.T) * (double)t.K);
-                if (!t.src) {
-                    data_loader_next(&t.train, t.B, t.inputs, t.targets);
-                } else {
-                    t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
-                    int64_t counted = 0;
-                    for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
-                    scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
-                    weight = counted > 0 ? 1.0 / ((double)counted * (double)t.K) : 0.0;
-                }
+                int64_t counted;
+                float scale = next_micro_batch(&t, grad_scale, &counted);
+                double weight = counted > 0 ? 1.0 / ((double)counted * (double)t.K) : 0.0;
                 if (gpu_train_micro_step(t.g, t.inputs, t.targets, t.B, t.T, scale, weight, e)) goto done;
             }
             GpuAdamParams ap = {lr, t.opt.beta1, t.opt.beta2, t.opt.eps, t.opt.weight_decay, o->grad_clip, t.opt.t + 1};
@@ -621,18 +629,12 @@ int train_run(const TrainOpts *o, const TrainIO *io, TrainResult *r, Err *e) {
         {
             train_model_zero_grad(&t.m);
             for (int64_t k = 0; k < t.K; k++) {
-                if (!t.src) {
-                    data_loader_next(&t.train, t.B, t.inputs, t.targets);
-                    loss += train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, grad_scale);
-                    continue;
-                }
-                // masked targets: the mean over the counted ones (a micro-batch without any contributes nothing)
-                t.src->next(t.src->ctx, &t.src_st, t.B, t.inputs, t.targets);
-                int64_t counted = 0;
-                for (int64_t i = 0; i < t.B * t.T; i++) counted += t.targets[i] >= 0;
-                float scale = counted > 0 ? 1.0f / ((float)counted * (float)t.K) : 0.0f;
+                int64_t counted;
+                float scale = next_micro_batch(&t, grad_scale, &counted);
                 double mean_all = train_model_forward_backward(&t.m, t.inputs, t.targets, t.B, t.T, scale);
-                if (counted > 0) loss += mean_all * (double)(t.B * t.T) / (double)counted;
+                // masked targets: the forward's mean is over all B*T positions; rescale to the counted ones
+                if (!t.src) loss += mean_all;
+                else if (counted > 0) loss += mean_all * (double)(t.B * t.T) / (double)counted;
             }
             loss /= (double)t.K;
             gnorm = grad_global_norm(io->pool, t.m.grads, t.m.n_params);

@@ -261,24 +261,6 @@ TEST(gpu_flash_model_grads_match_cpu) {
 // ---------------------------------------------------------------------------------------------------------------
 // through train_run
 
-static int make_dataset(const char *name, size_t bytes, size_t vocab, char *dir) {
-    char tok[512], c[512];
-    size_t n;
-    char *sh = tt_shakespeare(0, bytes, &n);
-    if (!sh) return -1;
-    int rc = tt_make_tokenizer(tt_path(tok, "tok.gguf"), sh, n, vocab);
-    if (rc == 0) rc = tt_write(tt_path(c, "corpus.txt"), sh, n);
-    free(sh);
-    if (rc) return -1;
-    const char *files[1] = {c};
-    DataPrepareOpts o = {tok, tt_path(dir, name), 0.1, NULL, 1 << 20, NULL, NULL, NULL};
-    DataPrepareStats st;
-    Err e;
-    rc = data_prepare(&o, files, 1, &st, &e);
-    if (rc) test_fail_at(__FILE__, __LINE__, "%s", e.msg);
-    return rc;
-}
-
 static void tiny_opts(TrainOpts *o, const char *device) {
     train_opts_default(o);
     o->n_layer = 2, o->n_embd = 64, o->n_head = 4, o->n_head_kv = 2, o->n_ff = 0, o->seq_len = 64;
@@ -294,24 +276,6 @@ static int run(const TrainOpts *o, const char *data, const char *out, const char
     int rc = train_run(o, &io, r, e);
     threadpool_free(pool);
     return rc;
-}
-
-static bool same_tensors(const char *a, const char *b) {
-    GGUFFile ga, gb;
-    Err e;
-    if (gguf_open(&ga, a, &e)) return false;
-    if (gguf_open(&gb, b, &e)) {
-        gguf_close(&ga);
-        return false;
-    }
-    bool ok = ga.n_tensors == gb.n_tensors;
-    for (size_t i = 0; ok && i < ga.n_tensors; i++) {
-        const GGUFTensor *t = &ga.tensors[i], *u = gguf_find_tensor(&gb, t->name);
-        ok = u && u->nbytes == t->nbytes && memcmp(u->data, t->data, t->nbytes) == 0;
-    }
-    gguf_close(&ga);
-    gguf_close(&gb);
-    return ok;
 }
 
 // The loss column of a training CSV log (rows with a loss), at most max values.
@@ -342,7 +306,7 @@ static int read_losses(const char *csv, double *out, int max) {
 TEST(gpu_train_loss_curve_matches_cpu) {
     NEED_GPU();
     char ds[512], a[512], b[512], la[512], lb[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
     TrainResult r;
     Err e;
@@ -364,7 +328,7 @@ TEST(gpu_train_loss_curve_matches_cpu) {
 TEST(gpu_train_resume_is_bit_exact) {
     NEED_GPU();
     char ds[512], a[512], b[512], c[512], ck[512], cka[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
     tiny_opts(&o, "cuda");
     o.steps = 12, o.grad_accum = 2, o.eval_every = 5, o.eval_tokens = 1024, o.sample_every = 7, o.sample_tokens = 8;
@@ -378,17 +342,17 @@ TEST(gpu_train_resume_is_bit_exact) {
     o.stop_after = 0;
     REQUIREF(run(&o, ds, b, tt_path(ck, "b.ckpt.gguf"), &r, &e) == 0, "%s", e.msg);
     CHECK(!r.interrupted && r.steps == 12);
-    CHECK(same_tensors(a, b));
-    CHECK(same_tensors(tt_path(cka, "a.ckpt.gguf"), ck)); // weights and both AdamW moments
+    CHECK(tt_same_tensors(a, b));
+    CHECK(tt_same_tensors(tt_path(cka, "a.ckpt.gguf"), ck)); // weights and both AdamW moments
     o.seed = 99; // the comparison can fail
     REQUIREF(run(&o, ds, tt_path(c, "c.gguf"), NULL, &r, &e) == 0, "%s", e.msg);
-    CHECK(!same_tensors(a, c));
+    CHECK(!tt_same_tensors(a, c));
 }
 
 TEST(gpu_train_checkpoints_cross_devices) {
     NEED_GPU();
     char ds[512], p[512], ck[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
     TrainResult r;
     Err e;

@@ -15,25 +15,9 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train_bpe.h"
 #include "tokenizer/write_tokenizer.h"
+#include "train_test_util.h"
 
 // ---------------------------------------------------------------- helpers
-
-static char *read_corpus(size_t off, size_t max, size_t *len) {
-    const char *p = fixture_path("corpora/tinyshakespeare.txt");
-    if (!p) return NULL;
-    char *all;
-    size_t n;
-    Err e;
-    if (file_read_all(p, &all, &n, &e)) return NULL;
-    if (off > n) off = n;
-    if (max > n - off) max = n - off;
-    char *s = xmalloc(max + 1);
-    memcpy(s, all + off, max);
-    s[max] = 0;
-    free(all);
-    *len = max;
-    return s;
-}
 
 // Train on one text with the given options (vocab_size, threads, min_frequency); REQUIREs success.
 static int train_text(const char *text, size_t len, size_t vocab, int threads, int64_t minf, BpeVocab *v) {
@@ -258,7 +242,7 @@ static void gpt2_spell(const char *s, size_t n, Buf *out) {
 
 TEST(bpe_train_matches_naive_recount) {
     size_t len;
-    char *text = read_corpus(0, 12000, &len);
+    char *text = tt_shakespeare(0, 12000, &len);
     REQUIRE(text);
     // min_frequency 1 goes deep into count-1 and count-2 ties, where only the tie-break decides
     size_t n_merges = 500;
@@ -300,7 +284,7 @@ TEST(bpe_train_matches_naive_recount) {
 
 TEST(bpe_train_deterministic_across_threads) {
     size_t len;
-    char *text = read_corpus(0, 200000, &len);
+    char *text = tt_shakespeare(0, 200000, &len);
     REQUIRE(text);
     BpeVocab v1, v2, v3;
     REQUIRE(train_text(text, len, 1024, 1, 2, &v1) == 0);
@@ -432,8 +416,8 @@ TEST(bpe_train_invalid_utf8_and_empty) {
 
 TEST(bpe_trained_tokenizer_encodes_like_naive) {
     size_t len, hlen;
-    char *text = read_corpus(0, 200000, &len);
-    char *held = read_corpus(1115394 - 12000, 12000, &hlen); // from the held-out last 10%
+    char *text = tt_shakespeare(0, 200000, &len);
+    char *held = tt_shakespeare(1115394 - 12000, 12000, &hlen); // from the held-out last 10%
     REQUIRE(text && held);
     BpeVocab v;
     REQUIRE(train_text(text, len, 256 + 700 + N_SPECIALS, 2, 2, &v) == 0);
@@ -476,7 +460,7 @@ TEST(bpe_trained_tokenizer_encodes_like_naive) {
 
 TEST(bpe_trained_tokenizer_special_tokens) {
     size_t len;
-    char *text = read_corpus(0, 50000, &len);
+    char *text = tt_shakespeare(0, 50000, &len);
     REQUIRE(text);
     BpeVocab v;
     REQUIRE(train_text(text, len, 256 + 300 + N_SPECIALS, 1, 2, &v) == 0);
@@ -548,7 +532,7 @@ static bool files_equal(const char *a, const char *b) {
 
 TEST(tokenizer_writers_deterministic_and_spelled) {
     size_t len;
-    char *text = read_corpus(0, 100000, &len);
+    char *text = tt_shakespeare(0, 100000, &len);
     REQUIRE(text);
     char g1[512], j1[512], g2[512], j2[512];
     REQUIRE(write_both(text, len, "a", g1, j1, sizeof g1) == 0);
@@ -690,8 +674,8 @@ static bool encode_all(const Tokenizer *t, const char *text, size_t len, int mod
 
 TEST(tokenizer_written_files_load_back_identically) {
     size_t len, hlen;
-    char *text = read_corpus(0, 200000, &len);
-    char *held = read_corpus(1115394 - 20000, 20000, &hlen);
+    char *text = tt_shakespeare(0, 200000, &len);
+    char *held = tt_shakespeare(1115394 - 20000, 20000, &hlen);
     REQUIRE(text && held);
     char gpath[512], jpath[512];
     REQUIRE(write_both(text, len, "rt", gpath, jpath, sizeof gpath) == 0);
@@ -763,7 +747,7 @@ TEST(tokenizer_writers_round_trip_a_loaded_vocabulary) {
     CHECKF(tokenizer_load(jpath, &j, &e) == 0, "%s", e.msg);
     REQUIRE(g && j);
     size_t hlen;
-    char *held = read_corpus(1115394 - 8000, 8000, &hlen);
+    char *held = tt_shakespeare(1115394 - 8000, 8000, &hlen);
     REQUIRE(held);
     TokenIds a = {0}, b = {0}, c = {0};
     REQUIRE(encode_all(orig, held, hlen, 0, &a));

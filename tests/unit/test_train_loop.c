@@ -16,25 +16,6 @@
 #include "train/trainer.h"
 #include "train_test_util.h"
 
-// Tokenizer (vocab) trained on the first `bytes` of Tiny Shakespeare, dataset prepared from them with 10% held out.
-static int make_dataset(const char *name, size_t bytes, size_t vocab, char *dir) {
-    char tok[512], c[512];
-    size_t n;
-    char *sh = tt_shakespeare(0, bytes, &n);
-    if (!sh) return -1;
-    int rc = tt_make_tokenizer(tt_path(tok, "tok.gguf"), sh, n, vocab);
-    if (rc == 0) rc = tt_write(tt_path(c, "corpus.txt"), sh, n);
-    free(sh);
-    if (rc) return -1;
-    const char *files[1] = {c};
-    DataPrepareOpts o = {tok, tt_path(dir, name), 0.1, NULL, 1 << 20, NULL, NULL, NULL};
-    DataPrepareStats st;
-    Err e;
-    rc = data_prepare(&o, files, 1, &st, &e);
-    if (rc) test_fail_at(__FILE__, __LINE__, "%s", e.msg);
-    return rc;
-}
-
 static void tiny_opts(TrainOpts *o) {
     train_opts_default(o);
     o->n_layer = 2, o->n_embd = 64, o->n_head = 4, o->n_head_kv = 2, o->n_ff = 0, o->seq_len = 64;
@@ -52,28 +33,19 @@ static int run(const TrainOpts *o, const char *data, const char *out, const char
     return rc;
 }
 
-// Every tensor of a and b has the same bytes (metadata such as timings may differ).
-static bool same_tensors(const char *a, const char *b) {
-    GGUFFile ga, gb;
-    Err e;
-    if (gguf_open(&ga, a, &e)) return false;
-    if (gguf_open(&gb, b, &e)) {
-        gguf_close(&ga);
-        return false;
-    }
-    bool ok = ga.n_tensors == gb.n_tensors;
-    for (size_t i = 0; ok && i < ga.n_tensors; i++) {
-        const GGUFTensor *t = &ga.tensors[i], *u = gguf_find_tensor(&gb, t->name);
-        ok = u && u->nbytes == t->nbytes && memcmp(u->data, t->data, t->nbytes) == 0;
-    }
-    gguf_close(&ga);
-    gguf_close(&gb);
-    return ok;
+// A 2-step run of tiny_opts on dataset "ds" (paths into ds, out and ck: its checkpoint m.ckpt.gguf); 0 or -1 with e.
+static int two_step_run(char *ds, char *out, char *ck, TrainOpts *o, Err *e) {
+    if (tt_make_dataset("ds", 60000, 300, ds)) return ERR(e, "dataset not made");
+    tiny_opts(o);
+    o->steps = 2;
+    TrainResult r;
+    tt_path(ck, "m.ckpt.gguf");
+    return run(o, ds, tt_path(out, "m.gguf"), NULL, 1, &r, e);
 }
 
 TEST(train_loop_loss_goes_below_unigram_entropy) {
     char ds[512], out[512];
-    REQUIRE(make_dataset("ds", 400000, 512, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 400000, 512, ds) == 0);
     Dataset d;
     Err e;
     REQUIREF(dataset_open(&d, ds, &e) == 0, "%s", e.msg);
@@ -102,7 +74,7 @@ TEST(train_loop_loss_goes_below_unigram_entropy) {
 
 TEST(train_loop_resume_and_threads_are_bit_exact) {
     char ds[512], a[512], b[512], c[512], ck[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
     tiny_opts(&o);
     o.grad_accum = 2, o.eval_every = 5, o.eval_tokens = 1024, o.sample_every = 7, o.sample_tokens = 8;
@@ -118,9 +90,9 @@ TEST(train_loop_resume_and_threads_are_bit_exact) {
     o.stop_after = 0;
     REQUIREF(run(&o, ds, b, tt_path(ck, "b.ckpt.gguf"), 2, &r, &e) == 0, "%s", e.msg);
     CHECK(!r.interrupted && r.steps == 16);
-    CHECK(same_tensors(a, b));
+    CHECK(tt_same_tensors(a, b));
     char cka[512];
-    CHECK(same_tensors(tt_path(cka, "a.ckpt.gguf"), ck)); // weights and both AdamW moments
+    CHECK(tt_same_tensors(tt_path(cka, "a.ckpt.gguf"), ck)); // weights and both AdamW moments
     // the log was continued, not duplicated: 16 rows after the header
     char log[512], *text;
     size_t len;
@@ -131,11 +103,11 @@ TEST(train_loop_resume_and_threads_are_bit_exact) {
     free(text);
     // another thread count, uninterrupted: the same weights too
     REQUIREF(run(&o, ds, tt_path(c, "c.gguf"), NULL, 3, &r, &e) == 0, "%s", e.msg);
-    CHECK(same_tensors(a, c));
+    CHECK(tt_same_tensors(a, c));
     // and a different seed gives different weights (the comparison can fail)
     o.seed = 99;
     REQUIREF(run(&o, ds, tt_path(c, "d.gguf"), NULL, 1, &r, &e) == 0, "%s", e.msg);
-    CHECK(!same_tensors(a, c));
+    CHECK(!tt_same_tensors(a, c));
 }
 
 typedef struct StopCtx {
@@ -150,7 +122,7 @@ static void stop_at(void *ctx, const TrainEvent *ev) {
 
 TEST(train_loop_stop_flag_checkpoints) {
     char ds[512], out[512], ck[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
+    REQUIRE(tt_make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
     tiny_opts(&o);
     o.steps = 1000;
@@ -174,14 +146,9 @@ TEST(train_loop_stop_flag_checkpoints) {
 
 TEST(train_loop_checkpoint_write_failure_keeps_previous) {
     char ds[512], out[512], ck[512], copy[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
-    tiny_opts(&o);
-    o.steps = 2;
-    TrainResult r;
     Err e;
-    REQUIREF(run(&o, ds, tt_path(out, "m.gguf"), NULL, 1, &r, &e) == 0, "%s", e.msg);
-    tt_path(ck, "m.ckpt.gguf");
+    REQUIREF(two_step_run(ds, out, ck, &o, &e) == 0, "%s", e.msg);
     char *orig;
     size_t n;
     REQUIRE(file_read_all(ck, &orig, &n, &e) == 0);
@@ -219,19 +186,15 @@ TEST(train_loop_checkpoint_write_failure_keeps_previous) {
 
 TEST(train_loop_resume_mismatches_are_refused) {
     char ds[512], ds2[512], out[512], ck[512];
-    REQUIRE(make_dataset("ds", 60000, 300, ds) == 0);
     TrainOpts o;
-    tiny_opts(&o);
-    o.steps = 2;
     TrainResult r;
     Err e;
-    REQUIREF(run(&o, ds, tt_path(out, "m.gguf"), NULL, 1, &r, &e) == 0, "%s", e.msg);
-    tt_path(ck, "m.ckpt.gguf");
+    REQUIREF(two_step_run(ds, out, ck, &o, &e) == 0, "%s", e.msg);
     o.steps = 4;
     o.n_embd = 32;
     CHECK(run(&o, ds, out, ck, 1, &r, &e) != 0 && strstr(e.msg, "differs from the model flags"));
     o.n_embd = 64;
-    REQUIRE(make_dataset("ds2", 50000, 300, ds2) == 0);
+    REQUIRE(tt_make_dataset("ds2", 50000, 300, ds2) == 0);
     CHECK(run(&o, ds2, out, ck, 1, &r, &e) != 0 && strstr(e.msg, "another dataset"));
     o.seed = 5;
     CHECK(run(&o, ds, out, ck, 1, &r, &e) != 0 && strstr(e.msg, "seed"));

@@ -1,5 +1,6 @@
 // train_test_util.h — helpers shared by the training tests (test_train_*.c, tests/e2e/test_train_cli.c): a small
-// byte-level BPE vocabulary trained on the fly, corpus files cut from Tiny Shakespeare, and file utilities.
+// byte-level BPE vocabulary trained on the fly, corpus files cut from Tiny Shakespeare, datasets prepared from them,
+// and file utilities.
 #ifndef LOSSY_TESTS_TRAIN_TEST_UTIL_H
 #define LOSSY_TESTS_TRAIN_TEST_UTIL_H
 
@@ -7,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/gguf.h"
 #include "test.h"
 #include "tokenizer/train_bpe.h"
 #include "tokenizer/write_tokenizer.h"
+#include "train/data.h"
 
 // <tmp>/name (static buffer per call site is the caller's: out must hold 512 bytes).
 static inline const char *tt_path(char *out, const char *name) {
@@ -70,6 +73,45 @@ static inline bool tt_same_file(const char *a, const char *b) {
     bool ok = file_read_all(a, &x, &nx, &e) == 0 && file_read_all(b, &y, &ny, &e) == 0 && nx == ny && memcmp(x, y, nx) == 0;
     free(x);
     free(y);
+    return ok;
+}
+
+// Tokenizer (vocab) trained on the first `bytes` of Tiny Shakespeare, dataset prepared from them with 10% held out,
+// at <tmp>/name (written into dir, 512 bytes). 0 on success.
+static inline int tt_make_dataset(const char *name, size_t bytes, size_t vocab, char *dir) {
+    char tok[512], c[512];
+    size_t n;
+    char *sh = tt_shakespeare(0, bytes, &n);
+    if (!sh) return -1;
+    int rc = tt_make_tokenizer(tt_path(tok, "tok.gguf"), sh, n, vocab);
+    if (rc == 0) rc = tt_write(tt_path(c, "corpus.txt"), sh, n);
+    free(sh);
+    if (rc) return -1;
+    const char *files[1] = {c};
+    DataPrepareOpts o = {tok, tt_path(dir, name), 0.1, NULL, 1 << 20, NULL, NULL, NULL};
+    DataPrepareStats st;
+    Err e;
+    rc = data_prepare(&o, files, 1, &st, &e);
+    if (rc) test_fail_at(__FILE__, __LINE__, "%s", e.msg);
+    return rc;
+}
+
+// Every tensor of GGUF files a and b has the same bytes (metadata such as timings may differ).
+static inline bool tt_same_tensors(const char *a, const char *b) {
+    GGUFFile ga, gb;
+    Err e;
+    if (gguf_open(&ga, a, &e)) return false;
+    if (gguf_open(&gb, b, &e)) {
+        gguf_close(&ga);
+        return false;
+    }
+    bool ok = ga.n_tensors == gb.n_tensors;
+    for (size_t i = 0; ok && i < ga.n_tensors; i++) {
+        const GGUFTensor *t = &ga.tensors[i], *u = gguf_find_tensor(&gb, t->name);
+        ok = u && u->nbytes == t->nbytes && memcmp(u->data, t->data, t->nbytes) == 0;
+    }
+    gguf_close(&ga);
+    gguf_close(&gb);
     return ok;
 }
 

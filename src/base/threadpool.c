@@ -161,3 +161,29 @@ void threadpool_run(ThreadPool *p, ThreadFn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
 }
+
+typedef struct ForJob {
+    ThreadRangeFn fn;
+    void *ctx;
+    int64_t n, grain;
+    atomic_int_fast64_t next; // first index not yet handed out
+} ForJob;
+
+static void for_worker(void *ctx, int ith, int nth) {
+    (void)nth;
+    ForJob *j = ctx;
+    for (;;) {
+        int64_t i0 = atomic_fetch_add(&j->next, j->grain);
+        if (i0 >= j->n) return;
+        j->fn(j->ctx, i0, i0 + j->grain < j->n ? i0 + j->grain : j->n, ith);
+    }
+}
+
+void threadpool_for(ThreadPool *p, int64_t n, int64_t grain, ThreadRangeFn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    ForJob j = {fn, ctx, n, grain, 0};
+    atomic_init(&j.next, 0);
+    if (!p || p->n == 1 || n <= grain) for_worker(&j, 0, 1);
+    else threadpool_run(p, for_worker, &j);
+}

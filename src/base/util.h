@@ -27,6 +27,10 @@ char *xstrndup_at(const char *s, size_t n, const char *file, int line);
 #define xstrndup(s, n) xstrndup_at((s), (n), __FILE__, __LINE__)
 // Array allocation with an overflow-checked count*size.
 #define xmalloc_array(count, size) xcalloc_at((count), (size), __FILE__, __LINE__)
+// A large buffer streamed or strided through on every token (weight copies, KV caches): 2 MiB aligned and advised
+// for transparent huge pages (fewer TLB misses), zero-filled, released with free().
+void *xmalloc_huge_at(size_t count, size_t size, const char *file, int line);
+#define xmalloc_huge(count, size) xmalloc_huge_at((count), (size), __FILE__, __LINE__)
 
 // ---- overflow-checked size arithmetic: return false on overflow ----
 static inline bool size_mul(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }

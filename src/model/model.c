@@ -6,10 +6,12 @@
 //              x += Wo attention(q, cache) (+b); xb = norm(x); x += Wdown act(Wgate xb) * (Wup xb)   (gated)
 //                                                              or x += Wdown act(Wup xb + b) + b     (plain)
 //   logits = Woutput norm(x)
-// Matrix products run on the thread pool, rows split across threads; activations are quantized once per product.
-// Decoding multiplies one token per state (model_forward_batch shares each weight read across states); prompt chunks
-// of up to MODEL_CHUNK tokens multiply whole blocks (wgemm.h: AMX int8 or f32 GEMM), which is where prompt
-// processing gets its speed. Results never depend on the thread count: every split is over output rows or jobs.
+// Matrix products run on the thread pool, output rows handed out in pieces; activations are quantized once per
+// product. Decoding (forward_step) multiplies one token per state (model_forward_batch shares each weight read
+// across states); prompt chunks of up to MODEL_CHUNK tokens (forward_rows, one sequence) multiply whole blocks
+// (wgemm.h: AMX int8 or f32 GEMM), which is where prompt processing gets its speed; forward_rows also takes rows of
+// several sequences at once (model_forward_multi, F32 panels). Results never depend on the thread count or on which
+// thread ran a piece: every split is over output rows or jobs.
 #include "model/model.h"
 
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "kernels/wgemm.h"
+#include "kernels/wpanel.h"
 #include "model/model_device.h"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -199,18 +202,6 @@ static int load_llama2c(Model *m, const char *path, Err *e) {
     return 0;
 }
 
-// Memory for weight copies: 2 MiB aligned and advised for transparent huge pages, so streaming it costs fewer TLB
-// misses than the 4 KiB pages of the mmapped file (measured here: 34-37 GB/s against 27-29 GB/s on 2 threads).
-static void *alloc_weights(size_t bytes) {
-    void *p = NULL;
-    const size_t huge = (size_t)2 << 20;
-    if (posix_memalign(&p, huge, (bytes + huge - 1) / huge * huge) != 0) return xmalloc(bytes);
-#ifdef MADV_HUGEPAGE
-    madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 // Whether tensor t is a matrix that decoding multiplies by (everything 2-D but an untied token embedding, which is
 // only looked up, and learned positions).
 static bool decode_matrix(const Model *m, const Tensor *t) {
@@ -218,38 +209,82 @@ static bool decode_matrix(const Model *m, const Tensor *t) {
 }
 
 // Q4_0 and Q8_0 matrices the decoding kernels read get an x4 copy (matvec.h) when the AVX-512 kernels are in use:
-// one sequential stream per matrix, in huge pages (LOSSY_REPACK=0 in the environment skips it, for benchmarking the
-// plain layout).
+// one sequential stream per matrix, in huge pages; F32 matrices get 32-column panels (wpanel.h), which every F32
+// product then uses — decoding one or several sequences and prompt chunks alike, with the same bits for a token
+// whichever way it is processed. LOSSY_REPACK=0 in the environment skips both, for benchmarking the plain layout.
 // With LOSSY_HUGEPAGES=1 every other decoding matrix is copied into huge pages as well: faster generation, at the
 // cost of the load-time copy and of the memory the mmapped file would share (off by default: issue 4 keeps
 // weights mmapped).
+typedef enum CopyKind { COPY_NONE, COPY_PANELS, COPY_X4, COPY_SAME } CopyKind;
+
+// The copy repack_weights makes of tensor i: its kind, and its bytes through *bytes.
+
+static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size_t *bytes) {
+    const Tensor *t = &m->w.t[i];
+    DType ty = (DType)t->type;
+    size_t stride;
+    *bytes = 0;
+    if (!decode_matrix(m, t)) return COPY_NONE;
+    if (repack && ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(tensor_rows(t), t->ne[0])) > 0) return COPY_PANELS;
+    if (repack && matvec_x4_supports(ty) && tensor_rows(t) >= 4 && quant_row_bytes(ty, t->ne[0], &stride, NULL) == 0) {
+        *bytes = matvec_x4_bytes(ty, tensor_rows(t), t->ne[0]);
+        return COPY_X4;
+    }
+    if (copy) return *bytes = t->nbytes, COPY_SAME;
+    return COPY_NONE;
+}
+
 static void repack_weights(Model *m) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
     m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
     const char *rp = getenv("LOSSY_REPACK"), *hp = getenv("LOSSY_HUGEPAGES");
     bool repack = !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512, copy = hp && strcmp(hp, "1") == 0;
+    // One arena for all copies: each matrix in its own huge-page-aligned buffer would round every small matrix up
+    // to 2 MiB of resident memory. Copies start 4 KiB apart (aligned vector loads, no shared lines).
+    size_t total = 0, bytes;
+    for (size_t i = 0; i < m->w.n; i++)
+        if (copy_kind(m, i, repack, copy, &bytes) != COPY_NONE) {
+            size_t padded = (bytes + 4095) / 4096 * 4096;
+            if (padded < bytes || total + padded < total) return; // cannot happen for mapped tensors: keep the plain layout
+            total += padded;
+        }
+    if (total == 0) return;
+    // huge pages: streaming them costs fewer TLB misses than the mmapped file's 4 KiB pages
+    uint8_t *arena = xmalloc_huge(total, 1), *at = arena;
+    weights_own(&m->w, arena);
     for (size_t i = 0; i < m->w.n; i++) {
         const Tensor *t = &m->w.t[i];
-        if (!decode_matrix(m, t)) continue;
         size_t stride;
-        DType ty = (DType)t->type;
-        if (repack && matvec_x4_supports(ty) && tensor_rows(t) >= 4 && quant_row_bytes(ty, t->ne[0], &stride, NULL) == 0) {
-            void *buf = alloc_weights(matvec_x4_bytes(ty, tensor_rows(t), t->ne[0]));
-            matvec_repack_x4(ty, t->data, stride, tensor_rows(t), t->ne[0], buf);
-            weights_own(&m->w, buf);
-            m->repacked[i] = buf;
+        switch (copy_kind(m, i, repack, copy, &bytes)) {
+        case COPY_NONE: continue;
+        case COPY_PANELS:
+            wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
+            m->repacked[i] = at;
+            break;
+        case COPY_X4:
+            quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);
+            matvec_repack_x4((DType)t->type, t->data, stride, tensor_rows(t), t->ne[0], at);
+            m->repacked[i] = at;
+            break;
+        case COPY_SAME:
+            memcpy(at, t->data, t->nbytes);
+            m->copied[i] = at;
+            break;
         }
-        if (copy) {
-            void *buf = alloc_weights(t->nbytes);
-            memcpy(buf, t->data, t->nbytes);
-            weights_own(&m->w, buf);
-            m->copied[i] = buf;
-        }
+        at += (bytes + 4095) / 4096 * 4096;
     }
 }
 
-static const void *repacked_of(const Model *m, const Tensor *t) {
+static const void *repacked_any(const Model *m, const Tensor *t) {
     return m->repacked && t >= m->w.t && t < m->w.t + m->w.n ? m->repacked[t - m->w.t] : NULL;
+}
+
+// Matrix t's x4 copy (Q4_0/Q8_0), or NULL.
+static const void *repacked_of(const Model *m, const Tensor *t) { return t->type == DT_F32 ? NULL : repacked_any(m, t); }
+
+// Matrix t's panels (F32), or NULL.
+static const float *panels_of(const Model *m, const Tensor *t) {
+    return t->type == DT_F32 ? (const float *)repacked_any(m, t) : NULL;
 }
 
 // The bytes decoding reads for matrix t: its huge-page copy when there is one.
@@ -263,6 +298,11 @@ size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t
     for (size_t i = 0; i < m->w.n && n < max; i++) {
         const Tensor *t = &m->w.t[i];
         if (t == m->pos_embd || (t == m->tok_embd && m->output != m->tok_embd)) continue;
+        const float *panels = decode_matrix(m, t) ? panels_of(m, t) : NULL;
+        if (panels) {
+            ptr[n] = panels, len[n++] = wpanel_bytes(tensor_rows(t), t->ne[0]);
+            continue;
+        }
         const void *x4 = decode_matrix(m, t) ? repacked_of(m, t) : NULL;
         size_t rows4 = (size_t)(tensor_rows(t) / 4 * 4), row = t->nbytes / (size_t)(tensor_rows(t) > 0 ? tensor_rows(t) : 1);
         if (x4) { // the repacked groups, and the rows past the last group from the file
@@ -295,7 +335,12 @@ int model_load(Model *m, const char *path, Err *e) {
     }
     if (rc == 0) rc = model_config_validate(&m->cfg, path, e);
     if (rc == 0) rc = bind_weights(m, e);
-    if (rc == 0) repack_weights(m);
+    if (rc == 0) {
+        repack_weights(m);
+        m->all_panels = m->w.n > 0;
+        for (size_t i = 0; i < m->w.n; i++)
+            if (decode_matrix(m, &m->w.t[i]) && !panels_of(m, &m->w.t[i])) m->all_panels = false;
+    }
     if (rc) model_free(m);
     return rc;
 }
@@ -334,7 +379,6 @@ size_t model_weight_bytes(const Model *m) {
 // Prompt chunks (model_forward over several tokens) run on these (tokens, width) buffers: every product is one
 // token-block GEMM (wgemm.h) that reads each weight once per chunk. Allocated on first use and grown to the largest
 // chunk seen, so the per-token path never allocates.
-#define MODEL_CHUNK 128 // tokens per chunk: big enough to amortize the weight reads and panel unpacking
 #define ATT_ROWS 64     // query rows per attention job in a chunk
 
 struct ModelBatch {
@@ -352,6 +396,7 @@ struct ModelBatch {
     WgemmScratch *wscratch;     // (n_threads)
     float *att_scratch;         // (n_threads, att_stride) attention scores
     size_t att_stride;
+    float *panel_act;           // (wpanel_act_floats(cap, widest input)) a product's inputs packed for wpanel_rows
 };
 
 static void batch_free(ModelBatch *b) {
@@ -360,7 +405,7 @@ static void batch_free(ModelBatch *b) {
     free(b->rope_cos), free(b->rope_sin), free(b->pos);
     for (int i = 0; i < MODEL_MAX_ACTS; i++) wgemm_act_free(&b->act[i]);
     for (int i = 0; i < b->n_threads; i++) wgemm_scratch_free(&b->wscratch[i]);
-    free(b->wscratch), free(b->att_scratch);
+    free(b->wscratch), free(b->att_scratch), free(b->panel_act);
     free(b);
 }
 
@@ -387,6 +432,9 @@ static ModelBatch *batch_get(ModelState *s, int64_t T) {
     b->wscratch = xcalloc((size_t)b->n_threads, sizeof *b->wscratch);
     b->att_stride = (size_t)attn_chunk_scratch_size(ATT_ROWS, s->n_ctx);
     b->att_scratch = xmalloc_array(b->att_stride * (size_t)b->n_threads, sizeof(float));
+    int64_t widest = C > F ? C : F;
+    if (H * hd > widest) widest = H * hd;
+    b->panel_act = xmalloc_array(wpanel_act_floats(T, widest), sizeof(float));
     s->batch = b;
     return b;
 }
@@ -411,8 +459,9 @@ int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *p
         }
         return 0;
     }
-    s->k_cache = xmalloc_array(cache, sizeof(float));
-    s->v_cache = xmalloc_array(cache, sizeof(float));
+    // huge pages: a decoding step writes one position into every (head, dim) row of the transposed keys
+    s->k_cache = xmalloc_huge(cache, sizeof(float));
+    s->v_cache = xmalloc_huge(cache, sizeof(float));
     int64_t widest = C > F ? C : F;
     if (H * hd > widest) widest = H * hd;
     s->x = xmalloc_array((size_t)C, sizeof(float));
@@ -448,6 +497,7 @@ void model_state_free(ModelState *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->att_scratch);
+    free(s->panel_act);
     for (int i = 0; i < MODEL_MAX_ACTS; i++) matvec_act_free(&s->act[i]);
     batch_free(s->batch);
     memset(s, 0, sizeof *s);
@@ -508,15 +558,16 @@ static int embed(const Model *m, int32_t token, int64_t pos, float *x, float *tm
 // Append one token's k and v (Hkv heads of hd) at position pos of layer l's cache: per layer and KV head, keys are
 // stored transposed (hd, n_ctx) and values (n_ctx, hd), so each head's history is contiguous for its attention job
 // (attn_decode.h).
-static void cache_store(ModelState *s, int64_t l, int64_t pos, const float *k, const float *v) {
+static void cache_store_head(ModelState *s, int64_t l, int64_t pos, int64_t g, const float *k, const float *v) {
     const ModelConfig *c = &s->m->cfg;
     const size_t hd = (size_t)c->head_dim, n_ctx = (size_t)s->n_ctx, layer = (size_t)l * n_ctx * (size_t)c->n_head_kv * hd;
-    float *kc = s->k_cache + layer, *vc = s->v_cache + layer;
-    for (int64_t g = 0; g < c->n_head_kv; g++) {
-        float *kt = kc + (size_t)g * hd * n_ctx + (size_t)pos;
-        for (size_t d = 0; d < hd; d++) kt[d * n_ctx] = k[(size_t)g * hd + d];
-        memcpy(vc + ((size_t)g * n_ctx + (size_t)pos) * hd, v + g * (int64_t)hd, hd * sizeof(float));
-    }
+    float *kt = s->k_cache + layer + (size_t)g * hd * n_ctx + (size_t)pos;
+    for (size_t d = 0; d < hd; d++) kt[d * n_ctx] = k[(size_t)g * hd + d];
+    memcpy(s->v_cache + layer + ((size_t)g * n_ctx + (size_t)pos) * hd, v + g * (int64_t)hd, hd * sizeof(float));
+}
+
+static void cache_store(ModelState *s, int64_t l, int64_t pos, const float *k, const float *v) {
+    for (int64_t g = 0; g < s->m->cfg.n_head_kv; g++) cache_store_head(s, l, pos, g, k, v);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -554,6 +605,7 @@ typedef struct Proj {
     size_t stride;     // bytes per row
     int act;           // index into each state's act[]
     const void *x4;    // x4 copy of w (rows / 4 groups, matvec.h) or NULL
+    const float *panels; // w in panels (wpanel.h) or NULL
     const void *data;  // w's rows as decoding reads them (the file's, or a huge-page copy)
 } Proj;
 
@@ -575,10 +627,16 @@ static void proj_rows(const Proj *p, int64_t a, int64_t b, const MatvecAct *act,
     if (a < b) matvec_rows((DType)p->w->type, p->data, p->stride, a, b, act, y);
 }
 
-static void proj_worker(void *ctx, int ith, int nth) {
+// A thread's row boundary r (a multiple of 4) moved to the nearest panel boundary; the matrix end stays.
+static int64_t panel_bound(int64_t r, int64_t rows) {
+    if (r >= rows) return rows;
+    r = (r + WPANEL_NR / 2) / WPANEL_NR * WPANEL_NR;
+    return r < rows ? r : rows;
+}
+
+// Units [u0, u1) of the group's products (threadpool_for pieces).
+static void proj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
     const ProjJob *j = ctx;
-    int64_t u0, u1;
-    threadpool_split(j->total_units, ith, nth, &u0, &u1);
     int64_t base = 0;
     for (int i = 0; i < j->n && u0 < u1; i++) {
         const Proj *p = &j->p[i];
@@ -588,6 +646,14 @@ static void proj_worker(void *ctx, int ith, int nth) {
         if (ub > units) ub = units;
         if (ua >= ub) continue;
         int64_t a = 4 * ua, b = 4 * ub < rows ? 4 * ub : rows;
+        if (p->panels) {
+            // whole panels per piece: both ends of every piece rounded the same way
+            a = panel_bound(a, rows), b = panel_bound(b, rows);
+            float *ys[MODEL_MAX_SEQS];
+            for (int64_t k = 0; k < j->S; k++) ys[k] = sbuf(j->st[k], p->out);
+            wpanel_rows(p->panels, rows, p->w->ne[0], a, b, j->S, j->st[0]->panel_act, ys);
+            continue;
+        }
         if (j->S == 1) {
             proj_rows(p, a, b, &j->st[0]->act[p->act], sbuf(j->st[0], p->out));
             continue;
@@ -617,6 +683,7 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
     int64_t total = 0;
     size_t bytes = 0;
     int n_acts = 0;
+    bool packed = false;
     ModelState *s0 = st[0];
     for (int i = 0; i < n; i++) {
         const Tensor *w = p[i].w;
@@ -632,14 +699,35 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
             p[i].act = n_acts++;
         }
         p[i].x4 = repacked_of(s0->m, w);
+        p[i].panels = panels_of(s0->m, w);
+        if (p[i].panels && !packed) { // the group's inputs, packed once for all its panel products
+            packed = true;
+            size_t need = wpanel_act_floats(S, w->ne[0]);
+            if (need > s0->panel_act_cap) {
+                free(s0->panel_act);
+                s0->panel_act = xmalloc_array(need, sizeof(float));
+                s0->panel_act_cap = need;
+            }
+            const float *xs[MODEL_MAX_SEQS];
+            for (int64_t k = 0; k < S; k++) xs[k] = sbuf(st[k], in);
+            wpanel_act_pack(s0->panel_act, xs, S, w->ne[0], 0, wpanel_act_groups(S));
+        }
         p[i].data = decode_data(s0->m, w);
         total += (tensor_rows(w) + 3) / 4;
         bytes += (size_t)tensor_rows(w) * p[i].stride;
     }
     ProjJob j = {st, S, p, n, total};
     // small products finish before a worker could wake up: run them on the calling thread
-    if (bytes * (size_t)S < ((size_t)1 << 17)) proj_worker(&j, 0, 1);
-    else threadpool_run(s0->pool, proj_worker, &j);
+    if (bytes * (size_t)S < ((size_t)1 << 17)) {
+        proj_range(&j, 0, total, 0);
+    } else {
+        // pieces of whole panels (8 units of 4 rows), about 64 KiB of weights or more each (a prefetch stream is
+        // worth starting), and at least 4 per thread so a descheduled thread's share is taken over in small parts
+        const int64_t nth = threadpool_size(s0->pool), unit_bytes = (int64_t)(bytes / (size_t)total) + 1;
+        int64_t grain = ((65536 / unit_bytes) + 7) / 8 * 8;
+        if (grain > total / (4 * nth)) grain = total / (4 * nth) / 8 * 8;
+        threadpool_for(s0->pool, total, grain < 8 ? 8 : grain, proj_range, &j);
+    }
     for (int i = 0; i < n; i++)
         if (p[i].bias) {
             int64_t rows = tensor_rows(p[i].w);
@@ -652,7 +740,7 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
 }
 
 static int project(ModelState *const *st, int64_t S, SBuf in, const Tensor *w, const float *bias, SBuf out, Err *e) {
-    Proj p = {w, bias, out, 0, 0, NULL, NULL};
+    Proj p = {w, bias, out, 0, 0, NULL, NULL, NULL};
     return project_many(st, S, in, &p, 1, e);
 }
 
@@ -662,15 +750,22 @@ typedef struct AttJob {
     int64_t S, layer;
 } AttJob;
 
-static void att_worker(void *ctx, int ith, int nth) {
+// Jobs [j0, j1): each ropes its query heads and key head, appends its key and value head to the cache, then
+// attends (so those per-head steps run in parallel too, and the cache lines just written are used at once).
+static void att_range(void *ctx, int64_t j0, int64_t j1, int ith) {
     const AttJob *j = ctx;
     const ModelConfig *c = &j->st[0]->m->cfg;
-    const int64_t Hkv = c->n_head_kv, G = c->n_head / Hkv, hd = c->head_dim;
-    int64_t j0, j1;
-    threadpool_split(j->S * Hkv, ith, nth, &j0, &j1);
+    const int64_t H = c->n_head, Hkv = c->n_head_kv, G = H / Hkv, hd = c->head_dim;
+    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
     for (int64_t job = j0; job < j1; job++) {
         ModelState *s = j->st[job / Hkv];
         int64_t g = job % Hkv;
+        float *q = sbuf(s, SB_Q), *k = sbuf(s, SB_K);
+        if (c->pos == POS_ROPE) {
+            rope_forward(q + g * G * hd, q + g * G * hd, s->rope_cos, s->rope_sin, 1, G, hd, c->rope_dim, neox);
+            rope_forward(k + g * hd, k + g * hd, s->rope_cos, s->rope_sin, 1, 1, hd, c->rope_dim, neox);
+        }
+        cache_store_head(s, j->layer, s->pos, g, k, sbuf(s, SB_V));
         size_t off = (size_t)j->layer * (size_t)s->n_ctx * (size_t)(Hkv * hd) + (size_t)(g * s->n_ctx * hd);
         float *scratch = s->att_scratch + (size_t)ith * s->att_scratch_stride;
         attn_decode_group(s->att_out + g * G * hd, s->qkv + g * G * hd, s->k_cache + off, s->n_ctx, s->v_cache + off, s->pos,
@@ -691,29 +786,19 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
         if (c->pos == POS_ROPE) rope_cos_sin(s->rope_cos, s->rope_sin, m->inv_freq, &s->pos, 1, c->rope_dim);
         work += (s->pos + 1) * H * hd;
     }
-    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
     for (int64_t l = 0; l < c->n_layer; l++) {
         const ModelLayer *L = &m->layers[l];
         for (int64_t k = 0; k < S; k++) norm(c, st[k]->xb, st[k]->x, L->attn_norm, L->attn_norm_b);
         if (L->wqkv) {
             if (project(st, S, SB_XB, L->wqkv, L->bqkv, SB_Q, e)) return -1;
         } else {
-            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0, NULL, NULL}, {L->wk, L->bk, SB_K, 0, 0, NULL, NULL}, {L->wv, L->bv, SB_V, 0, 0, NULL, NULL}};
+            Proj p[3] = {{L->wq, L->bq, SB_Q, 0, 0, NULL, NULL, NULL}, {L->wk, L->bk, SB_K, 0, 0, NULL, NULL, NULL}, {L->wv, L->bv, SB_V, 0, 0, NULL, NULL, NULL}};
             if (project_many(st, S, SB_XB, p, 3, e)) return -1;
-        }
-        for (int64_t k = 0; k < S; k++) {
-            ModelState *s = st[k];
-            float *q = sbuf(s, SB_Q), *kk = sbuf(s, SB_K);
-            if (c->pos == POS_ROPE) {
-                rope_forward(q, q, s->rope_cos, s->rope_sin, 1, H, hd, c->rope_dim, neox);
-                rope_forward(kk, kk, s->rope_cos, s->rope_sin, 1, Hkv, hd, c->rope_dim, neox);
-            }
-            cache_store(s, l, s->pos, kk, sbuf(s, SB_V));
         }
         AttJob aj = {st, S, l};
         // short histories are cheaper than a thread wake-up
-        if (work < 16384) att_worker(&aj, 0, 1);
-        else threadpool_run(st[0]->pool, att_worker, &aj);
+        if (work < 16384) att_range(&aj, 0, S * Hkv, 0);
+        else threadpool_for(st[0]->pool, S * Hkv, 1, att_range, &aj);
         if (project(st, S, SB_ATT, L->wo, L->bo, SB_TMP, e)) return -1;
         for (int64_t k = 0; k < S; k++) {
             ModelState *s = st[k];
@@ -721,7 +806,7 @@ static int forward_step(ModelState *const *st, const int32_t *tokens, int64_t S,
             norm(c, s->xb, s->x, L->ffn_norm, L->ffn_norm_b);
         }
         if (c->mlp == MLP_GATED) {
-            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0, NULL, NULL}, {L->w_up, L->b_up, SB_HB2, 0, 0, NULL, NULL}};
+            Proj p[2] = {{L->w_gate, L->b_gate, SB_HB, 0, 0, NULL, NULL, NULL}, {L->w_up, L->b_up, SB_HB2, 0, 0, NULL, NULL, NULL}};
             if (project_many(st, S, SB_XB, p, 2, e)) return -1;
         } else {
             if (project(st, S, SB_XB, L->w_up, L->b_up, SB_HB2, e)) return -1;
@@ -752,6 +837,7 @@ typedef struct BProj {
     int64_t ldy;
     size_t stride;
     const WgemmAct *act;
+    const float *panels; // w in panels (wpanel.h) or NULL
 } BProj;
 
 typedef struct BProjJob {
@@ -759,14 +845,14 @@ typedef struct BProjJob {
     int n;
     int64_t total_units; // WGEMM_ROW_UNIT-row units over all products
     WgemmScratch *scratch;
+    ModelState *s;
 } BProjJob;
 
 static int64_t units_of(const Tensor *w) { return (tensor_rows(w) + WGEMM_ROW_UNIT - 1) / WGEMM_ROW_UNIT; }
 
-static void bproj_worker(void *ctx, int ith, int nth) {
+// Units [u0, u1) of the group's products (threadpool_for pieces).
+static void bproj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
     const BProjJob *j = ctx;
-    int64_t u0, u1;
-    threadpool_split(j->total_units, ith, nth, &u0, &u1);
     int64_t base = 0;
     for (int i = 0; i < j->n && u0 < u1; i++) {
         const BProj *p = &j->p[i];
@@ -777,8 +863,26 @@ static void bproj_worker(void *ctx, int ith, int nth) {
         if (a >= b) continue;
         int64_t r0 = a * WGEMM_ROW_UNIT, r1 = b * WGEMM_ROW_UNIT;
         if (r1 > tensor_rows(p->w)) r1 = tensor_rows(p->w);
+        if (p->panels) { // the same product as decoding (WGEMM_ROW_UNIT is a whole number of panels)
+            const int64_t T = p->act->N;
+            float *ys[MODEL_CHUNK];
+            for (int64_t t = 0; t < T; t++) ys[t] = p->y + t * p->ldy;
+            wpanel_rows(p->panels, tensor_rows(p->w), p->w->ne[0], r0, r1, T, j->s->batch->panel_act, ys);
+            continue;
+        }
         wgemm_rows((DType)p->w->type, p->w->data, p->stride, r0, r1, p->act, p->y, p->ldy, &j->scratch[ith]);
     }
+}
+
+typedef struct PackJob {
+    float *act;
+    const float *x[MODEL_CHUNK];
+    int64_t T, k;
+} PackJob;
+
+static void pack_range(void *ctx, int64_t g0, int64_t g1, int ith) {
+    const PackJob *j = ctx;
+    wpanel_act_pack(j->act, j->x, j->T, j->k, g0, g1);
 }
 
 // Products of X (T rows, ldx apart) with several matrices, the activations prepared once per weight family.
@@ -791,6 +895,7 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
         const Tensor *w = p[i].w;
         if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
         p[i].act = NULL;
+        p[i].panels = panels_of(s->m, w);
         for (int k = 0; k < n_acts && !p[i].act; k++)
             if (wgemm_act_fits(&B->act[k], (DType)w->type)) p[i].act = &B->act[k];
         if (!p[i].act) {
@@ -801,9 +906,23 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
         units += units_of(w);
         macs += (double)T * (double)tensor_rows(w) * (double)w->ne[0];
     }
-    BProjJob j = {p, n, units, B->wscratch};
-    if (macs < 1e6) bproj_worker(&j, 0, 1);
-    else threadpool_run(s->pool, bproj_worker, &j);
+    int64_t k_panels = 0;
+    for (int i = 0; i < n; i++)
+        if (p[i].panels) k_panels = p[i].w->ne[0];
+    if (k_panels) { // the chunk's inputs packed once for every panel product of the group, a group of rows per piece
+        PackJob pj = {B->panel_act, {0}, T, k_panels};
+        for (int64_t t = 0; t < T; t++) pj.x[t] = x + t * ldx;
+        if (macs < 1e6) pack_range(&pj, 0, wpanel_act_groups(T), 0);
+        else threadpool_for(s->pool, wpanel_act_groups(T), 1, pack_range, &pj);
+    }
+    BProjJob j = {p, n, units, B->wscratch, s};
+    if (macs < 1e6) {
+        bproj_range(&j, 0, units, 0);
+    } else {
+        // 4 pieces per thread, at least 128 rows each (the f32 path converts non-F32 weights in panels that large)
+        int64_t grain = units / (4 * threadpool_size(s->pool));
+        threadpool_for(s->pool, units, grain < 4 ? 4 : grain, bproj_range, &j);
+    }
     for (int i = 0; i < n; i++)
         if (p[i].bias) {
             int64_t rows = tensor_rows(p[i].w);
@@ -815,90 +934,124 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
 
 static int bproject(ModelState *s, const float *x, int64_t ldx, int64_t T, const Tensor *w, const float *bias, float *y,
                     int64_t ldy, Err *e) {
-    BProj p = {w, bias, y, ldy, 0, NULL};
+    BProj p = {w, bias, y, ldy, 0, NULL, NULL};
     return bproject_many(s, x, ldx, T, &p, 1, e);
 }
 
-// Attention of a chunk: jobs are (KV head, block of ATT_ROWS queries), each the blocked GEMM path of
-// attn_chunk_group reading queries, cache and outputs in place.
-typedef struct BAttJob {
-    ModelState *s;
-    int64_t T, layer;
-} BAttJob;
+// ---------------------------------------------------------------------------------------------------------------
+// rows of several sequences in one pass: sequence i contributes counts[i] consecutive tokens, one (a decoding step)
+// or several (a prompt piece); a prompt chunk is the case of one sequence. Per sequence the attention is the decoding
+// kernel for one row and the blocked chunk kernel otherwise. Where every product is a panel product a row's
+// projections are the same bits whatever rows share the pass, so model_forward_multi can run the server's decoding
+// rows and prompt pieces together, each sequence ending exactly as forward_step or a chunk of its own would leave it.
 
-static void batt_worker(void *ctx, int ith, int nth) {
-    const BAttJob *j = ctx;
-    ModelState *s = j->s;
-    ModelBatch *B = s->batch;
-    const ModelConfig *c = &s->m->cfg;
+typedef struct RowsAttJob {
+    ModelState *const *st;
+    const int64_t *counts, *row0, *job0; // (n) per sequence: tokens, first row, first attention job
+    int64_t n, layer;
+} RowsAttJob;
+
+static void rows_att_range(void *ctx, int64_t j0, int64_t j1, int ith) {
+    const RowsAttJob *j = ctx;
+    ModelState *s0 = j->st[0];
+    ModelBatch *B = s0->batch;
+    const ModelConfig *c = &s0->m->cfg;
     const int64_t H = c->n_head, Hkv = c->n_head_kv, G = H / Hkv, hd = c->head_dim, QKV = (H + 2 * Hkv) * hd;
-    const int64_t nblk = (j->T + ATT_ROWS - 1) / ATT_ROWS, pos0 = s->pos;
-    int64_t j0, j1;
-    threadpool_split(Hkv * nblk, ith, nth, &j0, &j1);
-    float *scratch = B->att_scratch + (size_t)ith * B->att_stride;
+    int64_t i = 0;
     for (int64_t job = j0; job < j1; job++) {
-        int64_t g = job / nblk, r0 = (job % nblk) * ATT_ROWS, nr = j->T - r0 < ATT_ROWS ? j->T - r0 : ATT_ROWS;
-        size_t off = (size_t)j->layer * (size_t)s->n_ctx * (size_t)(Hkv * hd) + (size_t)(g * s->n_ctx * hd);
-        attn_chunk_group(B->att + r0 * H * hd + g * G * hd, H * hd, B->qkv + r0 * QKV + g * G * hd, QKV, s->k_cache + off,
-                         s->n_ctx, s->v_cache + off, pos0 + r0, nr, G, hd, c->sliding_window, scratch);
+        while (i + 1 < j->n && j->job0[i + 1] <= job) i++; // jobs come in increasing order within a piece
+        while (j->job0[i] > job) i--;
+        ModelState *s = j->st[i];
+        const int64_t local = job - j->job0[i], r = j->row0[i], T = j->counts[i];
+        const int64_t nblk = (T + ATT_ROWS - 1) / ATT_ROWS, g = T == 1 ? local : local / nblk;
+        const size_t off = (size_t)j->layer * (size_t)s->n_ctx * (size_t)(Hkv * hd) + (size_t)(g * s->n_ctx * hd);
+        if (T == 1) {
+            attn_decode_group(B->att + r * H * hd + g * G * hd, B->qkv + r * QKV + g * G * hd, s->k_cache + off, s->n_ctx,
+                              s->v_cache + off, s->pos, G, hd, c->sliding_window,
+                              s->att_scratch + (size_t)ith * s->att_scratch_stride);
+        } else {
+            const int64_t r0 = (local % nblk) * ATT_ROWS, nr = T - r0 < ATT_ROWS ? T - r0 : ATT_ROWS;
+            attn_chunk_group(B->att + (r + r0) * H * hd + g * G * hd, H * hd, B->qkv + (r + r0) * QKV + g * G * hd, QKV,
+                             s->k_cache + off, s->n_ctx, s->v_cache + off, s->pos + r0, nr, G, hd, c->sliding_window,
+                             B->att_scratch + (size_t)ith * B->att_stride);
+        }
     }
+}
+
+static int forward_rows(ModelState *const *st, const int32_t *tokens, const int64_t *counts, int64_t n, Err *e) {
+    ModelState *s0 = st[0];
+    const Model *m = s0->m;
+    const ModelConfig *c = &m->cfg;
+    const int64_t C = c->n_embd, F = c->n_ff, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
+    const int64_t QKV = (H + 2 * Hkv) * hd, half = c->rope_dim / 2;
+    int64_t row0[MODEL_MAX_SEQS], job0[MODEL_MAX_SEQS], R = 0, jobs = 0, work = 0;
+    for (int64_t i = 0; i < n; i++) {
+        row0[i] = R, job0[i] = jobs;
+        R += counts[i];
+        jobs += counts[i] == 1 ? Hkv : Hkv * ((counts[i] + ATT_ROWS - 1) / ATT_ROWS);
+        work += (st[i]->pos + counts[i]) * counts[i] * H * hd;
+    }
+    ModelBatch *B = batch_get(s0, R);
+    for (int64_t i = 0, r = 0; i < n; i++)
+        for (int64_t t = 0; t < counts[i]; t++, r++) {
+            B->pos[r] = st[i]->pos + t;
+            if (embed(m, tokens[r], B->pos[r], B->x + r * C, B->tmp + r * C, e)) return -1;
+        }
+    if (c->pos == POS_ROPE) rope_cos_sin(B->rope_cos, B->rope_sin, m->inv_freq, B->pos, R, c->rope_dim);
+    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const ModelLayer *L = &m->layers[l];
+        norm_rows(c, B->xb, B->x, L->attn_norm, L->attn_norm_b, R);
+        if (L->wqkv) {
+            if (bproject(s0, B->xb, C, R, L->wqkv, L->bqkv, B->qkv, QKV, e)) return -1;
+        } else {
+            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL, NULL},
+                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL, NULL},
+                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL, NULL}};
+            if (bproject_many(s0, B->xb, C, R, p, 3, e)) return -1;
+        }
+        for (int64_t i = 0, r = 0; i < n; i++)
+            for (int64_t t = 0; t < counts[i]; t++, r++) {
+                float *q = B->qkv + r * QKV, *k = q + H * hd;
+                if (c->pos == POS_ROPE) {
+                    rope_forward(q, q, B->rope_cos + r * half, B->rope_sin + r * half, 1, H, hd, c->rope_dim, neox);
+                    rope_forward(k, k, B->rope_cos + r * half, B->rope_sin + r * half, 1, Hkv, hd, c->rope_dim, neox);
+                }
+                cache_store(st[i], l, B->pos[r], k, k + Hkv * hd);
+            }
+        RowsAttJob aj = {st, counts, row0, job0, n, l};
+        if (work < 16384) rows_att_range(&aj, 0, jobs, 0);
+        else threadpool_for(s0->pool, jobs, 1, rows_att_range, &aj);
+        if (bproject(s0, B->att, H * hd, R, L->wo, L->bo, B->tmp, C, e)) return -1;
+        for (int64_t i = 0; i < R * C; i++) B->x[i] += B->tmp[i];
+        norm_rows(c, B->xb, B->x, L->ffn_norm, L->ffn_norm_b, R);
+        if (c->mlp == MLP_GATED) {
+            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL, NULL}};
+            if (bproject_many(s0, B->xb, C, R, p, 2, e)) return -1;
+        } else {
+            if (bproject(s0, B->xb, C, R, L->w_up, L->b_up, B->hb2, F, e)) return -1;
+        }
+        mlp_middle(c, B->hb, B->hb2, R * F);
+        if (bproject(s0, B->hb, F, R, L->w_down, L->b_down, B->tmp, C, e)) return -1;
+        for (int64_t i = 0; i < R * C; i++) B->x[i] += B->tmp[i];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(st[i]->x, B->x + (row0[i] + counts[i] - 1) * C, (size_t)C * sizeof(float));
+        st[i]->pos += counts[i];
+    }
+    return 0;
 }
 
 // T tokens at positions pos .. pos+T-1; afterwards s->x holds the last token's residual stream and, when logits is
 // not NULL, logits (T, V) the next-token logits after every token.
 static int forward_chunk(ModelState *s, const int32_t *tokens, int64_t T, float *logits, Err *e) {
-    const Model *m = s->m;
-    const ModelConfig *c = &m->cfg;
-    const int64_t C = c->n_embd, F = c->n_ff, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
-    const int64_t QKV = (H + 2 * Hkv) * hd, half = c->rope_dim / 2;
     if (s->pos + T > s->n_ctx) return ERR(e, "context is full (%lld tokens)", (long long)s->n_ctx);
-    ModelBatch *B = batch_get(s, T);
-    for (int64_t t = 0; t < T; t++) {
-        B->pos[t] = s->pos + t;
-        if (embed(m, tokens[t], s->pos + t, B->x + t * C, B->tmp + t * C, e)) return -1;
-    }
-    if (c->pos == POS_ROPE) rope_cos_sin(B->rope_cos, B->rope_sin, m->inv_freq, B->pos, T, c->rope_dim);
-    const bool neox = c->rope_style == ROPE_STYLE_NEOX;
-    for (int64_t l = 0; l < c->n_layer; l++) {
-        const ModelLayer *L = &m->layers[l];
-        norm_rows(c, B->xb, B->x, L->attn_norm, L->attn_norm_b, T);
-        if (L->wqkv) {
-            if (bproject(s, B->xb, C, T, L->wqkv, L->bqkv, B->qkv, QKV, e)) return -1;
-        } else {
-            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL},
-                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL},
-                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL}};
-            if (bproject_many(s, B->xb, C, T, p, 3, e)) return -1;
-        }
-        for (int64_t t = 0; t < T; t++) {
-            float *q = B->qkv + t * QKV, *k = q + H * hd;
-            if (c->pos == POS_ROPE) {
-                rope_forward(q, q, B->rope_cos + t * half, B->rope_sin + t * half, 1, H, hd, c->rope_dim, neox);
-                rope_forward(k, k, B->rope_cos + t * half, B->rope_sin + t * half, 1, Hkv, hd, c->rope_dim, neox);
-            }
-            cache_store(s, l, s->pos + t, k, k + Hkv * hd);
-        }
-        BAttJob aj = {s, T, l};
-        if ((s->pos + T) * T * H * hd < 65536) batt_worker(&aj, 0, 1);
-        else threadpool_run(s->pool, batt_worker, &aj);
-        if (bproject(s, B->att, H * hd, T, L->wo, L->bo, B->tmp, C, e)) return -1;
-        for (int64_t i = 0; i < T * C; i++) B->x[i] += B->tmp[i];
-        norm_rows(c, B->xb, B->x, L->ffn_norm, L->ffn_norm_b, T);
-        if (c->mlp == MLP_GATED) {
-            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL}};
-            if (bproject_many(s, B->xb, C, T, p, 2, e)) return -1;
-        } else {
-            if (bproject(s, B->xb, C, T, L->w_up, L->b_up, B->hb2, F, e)) return -1;
-        }
-        mlp_middle(c, B->hb, B->hb2, T * F);
-        if (bproject(s, B->hb, F, T, L->w_down, L->b_down, B->tmp, C, e)) return -1;
-        for (int64_t i = 0; i < T * C; i++) B->x[i] += B->tmp[i];
-    }
-    s->pos += T;
-    memcpy(s->x, B->x + (T - 1) * C, (size_t)C * sizeof(float));
+    if (forward_rows(&s, tokens, &T, 1, e)) return -1;
     if (logits) {
-        norm_rows(c, B->xb, B->x, m->output_norm, m->output_norm_b, T);
-        if (bproject(s, B->xb, C, T, m->output, NULL, logits, c->vocab_size, e)) return -1;
+        const ModelConfig *c = &s->m->cfg;
+        ModelBatch *B = s->batch;
+        norm_rows(c, B->xb, B->x, s->m->output_norm, s->m->output_norm_b, T);
+        if (bproject(s, B->xb, c->n_embd, T, s->m->output, NULL, logits, c->vocab_size, e)) return -1;
     }
     return 0;
 }
@@ -942,6 +1095,7 @@ int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *lo
 
 int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e) {
     if (n <= 0) return ERR(e, "no sequences to step");
+    if (n > MODEL_MAX_SEQS) return ERR(e, "%lld sequences in one step (at most %d)", (long long)n, MODEL_MAX_SEQS);
     for (int64_t i = 0; i < n; i++) {
         for (int64_t k = 0; k < i; k++)
             if (states[k] == states[i]) return ERR(e, "sequence %lld is given twice", (long long)i);
@@ -951,4 +1105,39 @@ int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_
     if (states[0]->m->gpu) return model_device_forward_batch(states, tokens, n, e);
     if (forward_step(states, tokens, n, e)) return -1;
     return output_step(states, n, e);
+}
+
+int model_forward_multi(ModelState *const *states, const int32_t *tokens, const int64_t *counts, int64_t n, Err *e) {
+    if (n <= 0) return ERR(e, "no sequences to step");
+    if (n > MODEL_MAX_SEQS) return ERR(e, "%lld sequences in one pass (at most %d)", (long long)n, MODEL_MAX_SEQS);
+    int64_t rows = 0, n_single = 0;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = 0; k < i; k++)
+            if (states[k] == states[i]) return ERR(e, "sequence %lld is given twice", (long long)i);
+        if (states[i]->m != states[0]->m) return ERR(e, "sequence %lld belongs to another model", (long long)i);
+        if (counts[i] < 1) return ERR(e, "sequence %lld: no tokens", (long long)i);
+        if (check_tokens(states[i], tokens + rows, counts[i], e)) return err_prefix(e, "sequence %lld: ", (long long)i);
+        rows += counts[i];
+        n_single += counts[i] == 1;
+    }
+    const Model *m = states[0]->m;
+    bool same_ctx = true;
+    for (int64_t i = 1; i < n; i++) same_ctx = same_ctx && states[i]->n_ctx == states[0]->n_ctx;
+    // only decoding rows: the decoding step itself (the same bits, less bookkeeping)
+    if (!m->gpu && n_single < n && rows <= MODEL_CHUNK && same_ctx && m->all_panels) {
+        if (forward_rows(states, tokens, counts, n, e)) return -1;
+        return output_step(states, n, e);
+    }
+    // otherwise: the decoding rows in one batched step, each prompt piece on its own (the same results)
+    ModelState *single[MODEL_MAX_SEQS];
+    int32_t single_tok[MODEL_MAX_SEQS];
+    int64_t k = 0;
+    for (int64_t i = 0, r = 0; i < n; r += counts[i++]) {
+        if (counts[i] == 1) {
+            single[k] = states[i], single_tok[k++] = tokens[r];
+        } else if (model_forward(states[i], tokens + r, counts[i], e)) {
+            return err_prefix(e, "sequence %lld: ", (long long)i);
+        }
+    }
+    return k ? model_forward_batch(single, single_tok, k, e) : 0;
 }

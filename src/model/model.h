@@ -44,11 +44,13 @@ typedef struct Model {
     const Tensor *output;      // (V rows of C): output.weight, or tok_embd when tied
     const float *output_norm, *output_norm_b; // (C)
     ModelLayer *layers;        // (n_layer)
-    const void **repacked;     // (w.n) per weight: a copy in a layout the vector kernels read faster (Q4_0x4 of a
-                               // Q4_0 matrix, matvec.h) or NULL; made at load when the AVX-512 kernels run
+    const void **repacked;     // (w.n) per weight: a copy in a layout the kernels read faster (Q4_0x4 of a Q4_0
+                               // matrix, matvec.h; 32-column panels of an F32 matrix, wpanel.h) or NULL; made at
+                               // load when the AVX-512 kernels run
     const void **copied;       // (w.n) per weight: a same-layout copy in huge pages (LOSSY_HUGEPAGES=1) or NULL
     double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
     void *gpu;                 // the GPU copy (model_device.h) when the model runs with --device cuda, else NULL
+    bool all_panels;           // every matrix the forward pass multiplies by is in panels (model_forward_multi)
 } Model;
 
 // Load a model: a GGUF file, a Hugging Face directory (config.json + model.safetensors[.index.json]) or a llama2.c
@@ -64,6 +66,8 @@ size_t model_weight_bytes(const Model *m);
 size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t max);
 
 #define MODEL_MAX_ACTS 4
+#define MODEL_MAX_SEQS 256 // sequences one model_forward_batch / model_forward_multi steps together
+#define MODEL_CHUNK 128    // tokens per prompt chunk (model_forward), rows per model_forward_multi pass
 
 typedef struct ModelBatch ModelBatch; // prompt-chunk buffers (model.c)
 
@@ -84,6 +88,8 @@ typedef struct ModelState {
     float *att_scratch;         // (threads, scratch per thread) attention scores
     MatvecAct act[MODEL_MAX_ACTS]; // the current input quantized for each weight type in use
     size_t att_scratch_stride;      // floats of att_scratch per thread
+    float *panel_act;               // a decoding step's inputs packed for wpanel_rows (wpanel_act_floats); grows
+    size_t panel_act_cap;           // floats allocated
     ThreadPool *pool;  // borrowed; NULL = single-threaded
     ModelBatch *batch; // prompt-chunk activations, allocated by the first model_forward of several tokens
     void *gpu;         // this sequence's GPU KV cache when the model runs on the GPU (model_device.h), else NULL;
@@ -105,10 +111,18 @@ int model_forward(ModelState *s, const int32_t *tokens, int64_t n, Err *e);
 int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *logits, Err *e);
 
 // One decoding step for several independent sequences (the server's slots): state i takes token tokens[i]; after the
-// call states[i]->logits holds its next-token logits. Each matrix is read once for all states (float weights: each
-// loaded weight vector multiplies several states' activations, matvec_rows_multi; other types: row tiles reread from
-// cache), and each state's result is the same bits as model_forward of that one token on it alone.
+// call states[i]->logits holds its next-token logits. Each matrix is read once for all states (F32 panels: one GEMM
+// over the states' rows, wpanel.h; F16/BF16: each loaded weight vector multiplies several states' activations,
+// matvec_rows_multi; other types: row tiles reread from cache), and each state's result is the same bits as
+// model_forward of that one token on it alone.
 // The states must share the model and the thread pool, and be distinct.
 int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e);
+
+// A server's pass: sequence i takes counts[i] >= 1 tokens (tokens holds them sequence after sequence); afterwards
+// states[i]->logits holds its next-token logits. Each sequence ends in the same state, bit for bit, as
+// model_forward_batch (count 1, the decoding rows together) or model_forward (count > 1) would leave it. With F32
+// weights in panels (wpanel.h) all rows go through one pass that reads the weights once (at most MODEL_CHUNK rows,
+// sequences with one context length); otherwise the decoding rows are one batched step and each prompt piece its own.
+int model_forward_multi(ModelState *const *states, const int32_t *tokens, const int64_t *counts, int64_t n, Err *e);
 
 #endif

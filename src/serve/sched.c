@@ -10,10 +10,10 @@
 #include "base/util.h"
 
 // Prompt tokens fed per scheduler iteration, over all slots: a new request's prompt is processed in pieces of at
-// most this many tokens between the batched decoding steps of the other slots, so a long prompt delays their next
-// token by one piece (a few ms) instead of the whole prompt, and short prompts (the common case) still go through in
-// one piece. Pieces are never a single token (model_forward runs those through the decoding product, which rounds
-// differently), so a prompt leaves the same state however it is split (model.h).
+// most this many tokens in the same pass as the other slots' decoding rows (model_forward_multi: one read of the
+// weights for both), so a long prompt delays their next token by one piece (a few ms) instead of the whole prompt,
+// and short prompts (the common case) still go through in one piece. Pieces are never a single token (the decoding
+// path rounds differently), so a prompt leaves the same state however it is split (model.h).
 #define SCHED_PREFILL_TOKENS 64
 
 // Streamed text in the middle of a generation is signalled to the HTTP side at most this often (seconds): each
@@ -29,6 +29,7 @@ typedef struct Slot {
     ServeRequest *r; // NULL when free
     bool fresh;      // admitted this iteration: not set up yet
     int64_t fed;     // prompt tokens in the KV cache
+    int64_t piece;   // prompt tokens in the pass being assembled (0: none)
     uint64_t order;  // admission number: prompts are fed oldest first
 } Slot;
 
@@ -47,9 +48,15 @@ struct Sched {
     uint64_t n_served, n_cancelled;
     uint64_t n_admitted;
     pthread_t th;
-    ModelState **batch_states; // (n_slots) scratch for model_forward_batch
-    int32_t *batch_tokens;     // (n_slots)
+    ModelState **batch_states; // (n_slots) scratch for model_forward_multi: the pass's sequences
+    int64_t *batch_counts;     // (n_slots) their tokens
+    int32_t *batch_tokens;     // (n_slots + SCHED_PREFILL_TOKENS) the tokens, sequence after sequence
     Slot **batch_slots;        // (n_slots)
+    ThreadPool *pool;          // the model's: also samples the slots' next tokens in parallel
+    Slot **cand;               // (n_slots) slots sampling this iteration
+    int *cand_rc;              // (n_slots) generate_seq_next's result for each
+    int32_t *cand_next;        // (n_slots) and the token it chose
+    Err *cand_err;             // (n_slots)
 };
 
 static void notify(ServeRequest *r) {
@@ -193,28 +200,37 @@ static bool slot_check_ended(Sched *s, Slot *sl) {
     return false;
 }
 
-// Feed up to budget prompt tokens of slots still processing their prompts, oldest request first. Returns the
-// tokens fed.
-static int64_t prefill(Sched *s, int64_t budget) {
+// Add to the pass (n sequences, *rows tokens so far) pieces of up to budget prompt tokens in all, of slots still
+// processing their prompts, oldest request first. Returns the new number of sequences.
+static int prefill(Sched *s, int n, int64_t *rows, int64_t budget) {
     int64_t used = 0;
     for (;;) {
         Slot *sl = NULL;
         for (int i = 0; i < s->n_slots; i++) {
             Slot *c = &s->slots[i];
-            if (c->r && !c->fresh && c->fed < (int64_t)c->r->prompt.n && (!sl || c->order < sl->order)) sl = c;
+            if (c->r && !c->fresh && c->fed < (int64_t)c->r->prompt.n && c->piece == 0 && (!sl || c->order < sl->order)) sl = c;
         }
-        if (!sl || budget - used < 2) return used;
+        if (!sl || budget - used < 2) return n;
         if (slot_check_ended(s, sl)) continue;
         const int64_t left = (int64_t)sl->r->prompt.n - sl->fed;
         int64_t take = left < budget - used ? left : budget - used;
         if (left - take == 1) take--; // never leave a single token for the next piece
-        Err e;
-        if (model_forward(&sl->st, sl->r->prompt.ids + sl->fed, take, &e)) {
-            slot_finish(s, sl, SERVE_ERROR, e.msg);
-            continue;
-        }
-        sl->fed += take;
+        memcpy(s->batch_tokens + *rows, sl->r->prompt.ids + sl->fed, (size_t)take * sizeof(int32_t));
+        sl->piece = take;
+        s->batch_states[n] = &sl->st;
+        s->batch_counts[n] = take;
+        s->batch_slots[n++] = sl;
+        *rows += take;
         used += take;
+    }
+}
+
+// Candidates [i0, i1): their next tokens.
+static void sample_range(void *ctx, int64_t i0, int64_t i1, int ith) {
+    Sched *s = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        Slot *sl = s->cand[i];
+        s->cand_rc[i] = generate_seq_next(&sl->g, sl->st.logits, sl->st.pos, sl->st.n_ctx, &s->cand_next[i], &s->cand_err[i]);
     }
 }
 
@@ -246,22 +262,29 @@ static void *sched_main(void *arg) {
                 slot_start(s, sl);
             }
         }
-        prefill(s, SCHED_PREFILL_TOKENS);
-
-        int n = 0;
+        // one pass: a decoding row for every slot past its prompt, then prompt pieces. The slots sample their next
+        // tokens (and stream their text) in parallel: that work is theirs alone.
+        int nc = 0;
         for (int i = 0; i < s->n_slots; i++) {
             Slot *sl = &s->slots[i];
             if (!sl->r || sl->fed < (int64_t)sl->r->prompt.n) continue; // free, or its prompt is still being fed
             if (slot_check_ended(s, sl)) continue;
-            Err e;
-            int32_t next;
-            int rc = generate_seq_next(&sl->g, sl->st.logits, sl->st.pos, sl->st.n_ctx, &next, &e);
+            s->cand[nc++] = sl;
+        }
+        if (nc > 1) threadpool_for(s->pool, nc, 1, sample_range, s);
+        else if (nc == 1) sample_range(s, 0, 1, 0);
+        int n = 0;
+        int64_t rows = 0;
+        for (int i = 0; i < nc; i++) {
+            Slot *sl = s->cand[i];
+            int rc = s->cand_rc[i];
             if (rc == 1) {
                 s->batch_states[n] = &sl->st;
-                s->batch_tokens[n] = next;
+                s->batch_counts[n] = 1;
+                s->batch_tokens[rows++] = s->cand_next[i];
                 s->batch_slots[n++] = sl;
             } else if (rc < 0) {
-                slot_finish(s, sl, SERVE_ERROR, e.msg);
+                slot_finish(s, sl, SERVE_ERROR, s->cand_err[i].msg);
             } else {
                 const GenerateStats *st = &sl->g.st;
                 ServeFinish f = st->stopped_by_eos || st->stopped_by_string ? SERVE_STOP
@@ -269,10 +292,15 @@ static void *sched_main(void *arg) {
                 slot_finish(s, sl, f, NULL);
             }
         }
+        n = prefill(s, n, &rows, SCHED_PREFILL_TOKENS);
         if (n) {
             Err e;
-            if (model_forward_batch(s->batch_states, s->batch_tokens, n, &e))
+            if (model_forward_multi(s->batch_states, s->batch_tokens, s->batch_counts, n, &e)) {
                 for (int i = 0; i < n; i++) slot_finish(s, s->batch_slots[i], SERVE_ERROR, e.msg);
+            } else {
+                for (int i = 0; i < n; i++) s->batch_slots[i]->fed += s->batch_slots[i]->piece;
+            }
+            for (int i = 0; i < n; i++) s->batch_slots[i]->piece = 0;
         }
         flush_stale(s);
     }
@@ -322,8 +350,14 @@ Sched *sched_new(const Model *m, const Tokenizer *tok, int n_slots, int64_t n_ct
     s->q_cap = queue_cap + (size_t)n_slots;
     s->queue = xcalloc(s->q_cap, sizeof *s->queue);
     s->batch_states = xcalloc((size_t)n_slots, sizeof *s->batch_states);
-    s->batch_tokens = xcalloc((size_t)n_slots, sizeof *s->batch_tokens);
+    s->batch_counts = xcalloc((size_t)n_slots, sizeof *s->batch_counts);
+    s->batch_tokens = xcalloc((size_t)n_slots + SCHED_PREFILL_TOKENS, sizeof *s->batch_tokens);
     s->batch_slots = xcalloc((size_t)n_slots, sizeof *s->batch_slots);
+    s->pool = pool;
+    s->cand = xcalloc((size_t)n_slots, sizeof *s->cand);
+    s->cand_rc = xcalloc((size_t)n_slots, sizeof *s->cand_rc);
+    s->cand_next = xcalloc((size_t)n_slots, sizeof *s->cand_next);
+    s->cand_err = xcalloc((size_t)n_slots, sizeof *s->cand_err);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int rc = pthread_create(&s->th, NULL, sched_main, s);
@@ -353,6 +387,11 @@ void sched_free(Sched *s) {
     free(s->queue);
     free(s->batch_states);
     free(s->batch_tokens);
+    free(s->batch_counts);
+    free(s->cand);
+    free(s->cand_rc);
+    free(s->cand_next);
+    free(s->cand_err);
     free(s->batch_slots);
     free(s);
 }

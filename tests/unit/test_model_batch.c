@@ -269,3 +269,63 @@ TEST(model_prompt_in_pieces_equals_whole) {
     check_prompt_pieces(DT_Q8_0);
     check_prompt_pieces(DT_Q4_K);
 }
+
+// model_forward_multi: a pass mixing decoding rows and prompt pieces of several sequences leaves each sequence with
+// the same bits as model_forward_batch (its decoding rows) and model_forward (each piece alone) — with F32 panels
+// (one shared pass) and for a type that takes the fallback — over three passes with changing mixes, 1 and 2 threads.
+static void check_multi(DType t) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/multi_%s.gguf", test_tmpdir(), dtype_name(t));
+    Err e;
+    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
+    Model m;
+    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    const int64_t V = m.cfg.vocab_size;
+    enum { S = 4, PASSES = 3 };
+    // per pass, tokens per sequence (1 = a decoding step); every sequence first gets a 3-token prompt on its own
+    static const int64_t plan[PASSES][S] = {{1, 5, 1, 2}, {1, 1, 40, 1}, {3, 1, 1, 70}};
+    for (int th = 1; th <= 2; th++) {
+        ThreadPool *pool = threadpool_new(th);
+        ModelState a[S], b[S];
+        ModelState *pa[S], *pb[S];
+        for (int k = 0; k < S; k++) {
+            REQUIRE(model_state_init(&a[k], &m, 256, pool, &e) == 0);
+            REQUIRE(model_state_init(&b[k], &m, 256, pool, &e) == 0);
+            pa[k] = &a[k], pb[k] = &b[k];
+            int32_t start[3] = {(int32_t)(k + 1), (int32_t)(k + 5), (int32_t)(k + 9)};
+            REQUIRE(model_forward(&a[k], start, 3, &e) == 0 && model_forward(&b[k], start, 3, &e) == 0);
+        }
+        int32_t tok[256];
+        for (int pass = 0; pass < PASSES; pass++) {
+            int64_t r = 0;
+            for (int k = 0; k < S; k++)
+                for (int64_t i = 0; i < plan[pass][k]; i++) tok[r++] = (int32_t)((pass * 131 + k * 17 + i * 7 + 1) % V);
+            REQUIREF(model_forward_multi(pa, tok, plan[pass], S, &e) == 0, "%s", e.msg);
+            // reference: the decoding rows in one batch, each prompt piece alone
+            ModelState *dec[S];
+            int32_t dtok[S];
+            int n_dec = 0;
+            r = 0;
+            for (int k = 0; k < S; r += plan[pass][k++]) {
+                if (plan[pass][k] == 1) dec[n_dec] = pb[k], dtok[n_dec++] = tok[r];
+                else REQUIRE(model_forward(pb[k], tok + r, plan[pass][k], &e) == 0);
+            }
+            REQUIRE(model_forward_batch(dec, dtok, n_dec, &e) == 0);
+            for (int k = 0; k < S; k++) {
+                CHECKF(memcmp(a[k].logits, b[k].logits, (size_t)V * sizeof(float)) == 0, "%s, %d threads, pass %d, sequence %d: logits differ",
+                       dtype_name(t), th, pass, k);
+                CHECK_EQ_INT(a[k].pos, b[k].pos);
+            }
+        }
+        int64_t bad[S] = {1, 0, 1, 1};
+        CHECK(model_forward_multi(pa, tok, bad, S, &e) != 0 && strstr(e.msg, "no tokens"));
+        for (int k = 0; k < S; k++) model_state_free(&a[k]), model_state_free(&b[k]);
+        threadpool_free(pool);
+    }
+    model_free(&m);
+}
+
+TEST(model_forward_multi_equals_batch_and_pieces) {
+    check_multi(DT_F32);
+    check_multi(DT_Q8_0);
+}

@@ -1,0 +1,147 @@
+// wpanel.c — products with F32 weights repacked into 32-column panels (see wpanel.h).
+//
+// Loop nest of wpanel_rows, for a piece of the columns:
+//   for blocks of panels small enough to stay in L2 (all of them when m <= WPANEL_MR: nothing to reuse):
+//     for groups of up to WPANEL_MR activation rows (packed k-major beforehand: one broadcast load per row and k):
+//       for each panel of the block: tile = the group's rows x 32 columns, each output one FMA chain over k
+// The chains are what fix the result: the same k order whatever the group size, block or thread split.
+#include "kernels/wpanel.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "base/util.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define WPANEL_X86 1
+#else
+#define WPANEL_X86 0
+#endif
+
+#define WPANEL_L2_BYTES ((size_t)256 << 10) // panels per block when rows are many: about this many bytes
+
+static atomic_bool g_portable; // tests: force the portable path
+
+void wpanel_force_portable(bool on) { atomic_store(&g_portable, on); }
+
+bool wpanel_fast(void) { return WPANEL_X86 && cpu_features()->avx512f && !atomic_load(&g_portable); }
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+size_t wpanel_bytes(int64_t n, int64_t k) {
+    if (n <= 0 || k <= 0) return 0;
+    size_t panels = (size_t)((n + WPANEL_NR - 1) / WPANEL_NR), floats, bytes;
+    if (!size_mul(panels, (size_t)k, &floats) || !size_mul(floats, (size_t)WPANEL_NR * sizeof(float), &bytes)) return 0;
+    return bytes;
+}
+
+void wpanel_pack(float *dst, const float *w, int64_t ld, int64_t n, int64_t k) {
+    for (int64_t q = 0; q * WPANEL_NR < n; q++) {
+        float *p = dst + (size_t)q * (size_t)k * WPANEL_NR; // (k, 32)
+        int64_t rows = min64(WPANEL_NR, n - q * WPANEL_NR);
+        // 32 source rows read in step, 8 columns at a time: each source line is used whole while it is in L1
+        for (int64_t k0 = 0; k0 < k; k0 += 8) {
+            int64_t k1 = min64(k, k0 + 8);
+            for (int64_t j = 0; j < WPANEL_NR; j++) {
+                const float *src = w + (size_t)(q * WPANEL_NR + j) * (size_t)ld;
+                for (int64_t kk = k0; kk < k1; kk++) p[kk * WPANEL_NR + j] = j < rows ? src[kk] : 0.0f;
+            }
+        }
+    }
+}
+
+int64_t wpanel_act_groups(int64_t m) { return m > 0 ? (m + WPANEL_MR - 1) / WPANEL_MR : 0; }
+
+size_t wpanel_act_floats(int64_t m, int64_t k) {
+    return (size_t)(wpanel_act_groups(m) > 0 ? wpanel_act_groups(m) : 1) * WPANEL_MR * (size_t)(k > 0 ? k : 1);
+}
+
+void wpanel_act_pack(float *act, const float *const *x, int64_t m, int64_t k, int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+        float *dst = act + (size_t)g * WPANEL_MR * (size_t)k; // (k, WPANEL_MR)
+        const int64_t s0 = g * WPANEL_MR, mm = min64(WPANEL_MR, m - s0);
+        for (int64_t kk = 0; kk < k; kk++)
+            for (int64_t i = 0; i < WPANEL_MR; i++) dst[kk * WPANEL_MR + i] = i < mm ? x[s0 + i][kk] : 0.0f;
+    }
+}
+
+// Portable tile: the same chains as the AVX-512 one (fmaf rounds exactly like a vector FMA).
+static void tile_portable(int64_t k, const float *a, const float *b, float *const *y, int64_t col, int64_t ncols, int64_t m) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ncols; j++) {
+            float acc = 0.0f;
+            for (int64_t kk = 0; kk < k; kk++) acc = fmaf(a[kk * WPANEL_MR + i], b[kk * WPANEL_NR + j], acc);
+            y[i][col + j] = acc;
+        }
+}
+
+#if WPANEL_X86
+// M rows (a constant after inlining) x 32 columns; ncols < 32 only for the matrix's last, partial panel.
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t col, int64_t ncols, const int M) {
+    __m512 c[WPANEL_MR][2];
+#pragma GCC unroll 14
+    for (int i = 0; i < M; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < k; kk++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+        for (int i = 0; i < M; i++) {
+            __m512 av = _mm512_set1_ps(a[i]);
+            c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
+        }
+        a += WPANEL_MR;
+        b += WPANEL_NR;
+    }
+    const __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1);
+    const __mmask16 m1 = ncols >= 32 ? (__mmask16)0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
+#pragma GCC unroll 14
+    for (int i = 0; i < M; i++) {
+        _mm512_mask_storeu_ps(y[i] + col, m0, c[i][0]);
+        _mm512_mask_storeu_ps(y[i] + col + 16, m1, c[i][1]);
+    }
+}
+
+#define TILE_CASE(M) \
+    case M: tile_avx512(k, a, b, y, col, ncols, M); return;
+__attribute__((target("avx512f"))) static void tile_avx512_m(int64_t k, const float *a, const float *b, float *const *y,
+                                                              int64_t col, int64_t ncols, int64_t m) {
+    switch (m) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
+        TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13)
+    default: tile_avx512(k, a, b, y, col, ncols, WPANEL_MR); return;
+    }
+}
+#endif
+
+void wpanel_rows(const float *panels, int64_t n, int64_t k, int64_t r0, int64_t r1, int64_t m, const float *act,
+                 float *const *y) {
+    if (r1 > n) r1 = n;
+    if (r0 >= r1 || m <= 0 || k <= 0) return;
+    const bool fast = wpanel_fast();
+    const int64_t q0 = r0 / WPANEL_NR, q1 = (r1 + WPANEL_NR - 1) / WPANEL_NR;
+    const size_t panel_bytes = (size_t)k * WPANEL_NR * sizeof(float);
+    int64_t qb = m <= WPANEL_MR ? q1 - q0 : (int64_t)(WPANEL_L2_BYTES / panel_bytes);
+    if (qb < 1) qb = 1;
+    for (int64_t b0 = q0; b0 < q1; b0 += qb) {
+        const int64_t b1 = min64(q1, b0 + qb);
+        for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
+            const int64_t mm = min64(WPANEL_MR, m - s0);
+            const float *a = act + (size_t)(s0 / WPANEL_MR) * WPANEL_MR * (size_t)k;
+            for (int64_t q = b0; q < b1; q++) {
+                const float *b = panels + (size_t)q * (size_t)k * WPANEL_NR;
+                const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
+#if WPANEL_X86
+                if (fast) {
+                    tile_avx512_m(k, a, b, y + s0, col, ncols, mm);
+                    continue;
+                }
+#endif
+                tile_portable(k, a, b, y + s0, col, ncols, mm);
+            }
+        }
+    }
+}

@@ -23,6 +23,13 @@
 #define SPIN_NS 50000    // 50 us
 #define YIELD_NS 2000000 // 2 ms
 
+// threadpool_for: each thread starts on its own contiguous share of the pieces (one memory stream per thread, an
+// atomic counter no other thread touches until it runs out of work), then helps the others from where they are.
+typedef struct ForShare {
+    _Alignas(64) atomic_int_fast64_t next; // first index of the share not yet handed out
+    int64_t end;
+} ForShare;
+
 struct ThreadPool {
     int n;
     pthread_t *threads;
@@ -33,6 +40,7 @@ struct ThreadPool {
     atomic_uint_fast64_t generation; // bumped once per run
     atomic_int pending;              // workers still running the current run
     atomic_int stop;
+    ForShare *shares;                // (n) threadpool_for's per-thread shares
 };
 
 typedef struct {
@@ -112,6 +120,11 @@ ThreadPool *threadpool_new(int n_threads) {
     atomic_init(&p->pending, 0);
     atomic_init(&p->stop, 0);
     p->threads = xcalloc((size_t)n_threads, sizeof *p->threads);
+    p->shares = aligned_alloc(64, (size_t)n_threads * sizeof *p->shares);
+    if (!p->shares) {
+        fprintf(stderr, "lossy: fatal: out of memory allocating the thread pool (%s:%d)\n", __FILE__, __LINE__);
+        abort();
+    }
     for (int i = 1; i < n_threads; i++) {
         WorkerArg *wa = xmalloc(sizeof *wa);
         wa->p = p;
@@ -137,6 +150,7 @@ void threadpool_free(ThreadPool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->threads);
+    free(p->shares);
     free(p);
 }
 
@@ -166,24 +180,34 @@ typedef struct ForJob {
     ThreadRangeFn fn;
     void *ctx;
     int64_t n, grain;
-    atomic_int_fast64_t next; // first index not yet handed out
+    ForShare *shares; // (nth)
 } ForJob;
 
 static void for_worker(void *ctx, int ith, int nth) {
-    (void)nth;
     ForJob *j = ctx;
-    for (;;) {
-        int64_t i0 = atomic_fetch_add(&j->next, j->grain);
-        if (i0 >= j->n) return;
-        j->fn(j->ctx, i0, i0 + j->grain < j->n ? i0 + j->grain : j->n, ith);
+    for (int k = 0; k < nth; k++) {
+        ForShare *sh = &j->shares[(ith + k) % nth];
+        for (;;) {
+            int64_t i0 = atomic_fetch_add(&sh->next, j->grain);
+            if (i0 >= sh->end) break;
+            j->fn(j->ctx, i0, i0 + j->grain < sh->end ? i0 + j->grain : sh->end, ith);
+        }
     }
 }
 
 void threadpool_for(ThreadPool *p, int64_t n, int64_t grain, ThreadRangeFn fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    ForJob j = {fn, ctx, n, grain, 0};
-    atomic_init(&j.next, 0);
-    if (!p || p->n == 1 || n <= grain) for_worker(&j, 0, 1);
+    const int nth = p && n > grain ? p->n : 1;
+    ForShare one;
+    ForJob j = {fn, ctx, n, grain, nth > 1 ? p->shares : &one};
+    const int64_t pieces = (n + grain - 1) / grain;
+    for (int t = 0; t < nth; t++) { // shares start and end on piece boundaries
+        int64_t a, b;
+        threadpool_split(pieces, t, nth, &a, &b);
+        atomic_init(&j.shares[t].next, a * grain);
+        j.shares[t].end = b * grain < n ? b * grain : n;
+    }
+    if (nth == 1) for_worker(&j, 0, 1);
     else threadpool_run(p, for_worker, &j);
 }

@@ -45,6 +45,12 @@ const float *matvec_f16_table(void);
 static inline __attribute__((always_inline)) void matvec_prefetch(const uint8_t *p, size_t n, size_t ahead) {
     for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + ahead + o, 0, 3);
 }
+// The same requests into L2 only (prefetcht1), for the F16/BF16 row stream (FLOAT_KERNEL in matvec_avx512.c): the
+// row MATVEC_PF_BYTES or more ahead, in whole rows.
+#define MATVEC_PF_BYTES 8192
+static inline __attribute__((always_inline)) void matvec_prefetch_l2(const uint8_t *p, size_t n, size_t ahead) {
+    for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + ahead + o, 0, 2);
+}
 // For blocks smaller than a line (Q8_0: 34 bytes, Q4_0: 18): one request per line, when a block is the first to
 // reach into it. A request per block made the prefetches themselves the kernel's bottleneck (their fill-buffer
 // lookups), at L3 speeds.

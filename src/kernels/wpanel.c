@@ -61,10 +61,12 @@ size_t wpanel_act_floats(int64_t m, int64_t k) {
 
 void wpanel_act_pack(float *act, const float *const *x, int64_t m, int64_t k, int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; g++) {
-        float *dst = act + (size_t)g * WPANEL_MR * (size_t)k; // (k, WPANEL_MR)
+        // (k, mm): a group of mm < WPANEL_MR rows (the last) is not padded, so one decoding row's packed input is
+        // as compact as the row itself (padding it to 14 rows made it overflow L1 for wide inputs)
         const int64_t s0 = g * WPANEL_MR, mm = min64(WPANEL_MR, m - s0);
+        float *dst = act + (size_t)s0 * (size_t)k;
         for (int64_t kk = 0; kk < k; kk++)
-            for (int64_t i = 0; i < WPANEL_MR; i++) dst[kk * WPANEL_MR + i] = i < mm ? x[s0 + i][kk] : 0.0f;
+            for (int64_t i = 0; i < mm; i++) dst[kk * mm + i] = x[s0 + i][kk];
     }
 }
 
@@ -73,7 +75,7 @@ static void tile_portable(int64_t k, const float *a, const float *b, float *cons
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ncols; j++) {
             float acc = 0.0f;
-            for (int64_t kk = 0; kk < k; kk++) acc = fmaf(a[kk * WPANEL_MR + i], b[kk * WPANEL_NR + j], acc);
+            for (int64_t kk = 0; kk < k; kk++) acc = fmaf(a[kk * m + i], b[kk * WPANEL_NR + j], acc);
             y[i][col + j] = acc;
         }
 }
@@ -93,7 +95,7 @@ tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t 
             c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
             c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
         }
-        a += WPANEL_MR;
+        a += M;
         b += WPANEL_NR;
     }
     const __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1);
@@ -102,6 +104,30 @@ tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t 
     for (int i = 0; i < M; i++) {
         _mm512_mask_storeu_ps(y[i] + col, m0, c[i][0]);
         _mm512_mask_storeu_ps(y[i] + col + 16, m1, c[i][1]);
+    }
+}
+
+// One row times WPANEL_STREAMS consecutive panels (columns col .. col + 32 * WPANEL_STREAMS - 1, ncols of them in
+// all): a single decoding sequence keeps twice the FMA chains in flight and two streams for the prefetchers. Each output is still one chain over k in order: the same bits as
+// tile_avx512 with M = 1.
+#define WPANEL_STREAMS 2
+__attribute__((target("avx512f"))) static void tile_avx512_1xs(int64_t k, const float *a, const float *b, float *const *y,
+                                                                int64_t col, int64_t ncols) {
+    const size_t ps = (size_t)k * WPANEL_NR; // floats per panel
+    __m512 c[2 * WPANEL_STREAMS];
+    for (int v = 0; v < 2 * WPANEL_STREAMS; v++) c[v] = _mm512_setzero_ps();
+    for (int64_t kk = 0; kk < k; kk++) {
+        __m512 av = _mm512_set1_ps(a[kk]);
+        const float *bk = b + kk * WPANEL_NR;
+        for (int p = 0; p < WPANEL_STREAMS; p++) {
+            c[2 * p] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bk + p * ps), c[2 * p]);
+            c[2 * p + 1] = _mm512_fmadd_ps(av, _mm512_loadu_ps(bk + p * ps + 16), c[2 * p + 1]);
+        }
+    }
+    for (int v = 0; v < 2 * WPANEL_STREAMS; v++) {
+        int64_t left = ncols - 16 * v;
+        __mmask16 mk = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        _mm512_mask_storeu_ps(y[0] + col + 16 * v, mk, c[v]);
     }
 }
 
@@ -130,11 +156,16 @@ void wpanel_rows(const float *panels, int64_t n, int64_t k, int64_t r0, int64_t 
         const int64_t b1 = min64(q1, b0 + qb);
         for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
             const int64_t mm = min64(WPANEL_MR, m - s0);
-            const float *a = act + (size_t)(s0 / WPANEL_MR) * WPANEL_MR * (size_t)k;
+            const float *a = act + (size_t)s0 * (size_t)k; // (k, mm)
             for (int64_t q = b0; q < b1; q++) {
                 const float *b = panels + (size_t)q * (size_t)k * WPANEL_NR;
                 const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
 #if WPANEL_X86
+                if (fast && mm == 1 && q + WPANEL_STREAMS <= b1) {
+                    tile_avx512_1xs(k, a, b, y + s0, col, min64(WPANEL_STREAMS * WPANEL_NR, r1 - col));
+                    q += WPANEL_STREAMS - 1;
+                    continue;
+                }
                 if (fast) {
                     tile_avx512_m(k, a, b, y + s0, col, ncols, mm);
                     continue;

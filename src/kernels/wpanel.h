@@ -30,8 +30,8 @@ size_t wpanel_bytes(int64_t n, int64_t k);
 void wpanel_pack(float *dst, const float *w, int64_t ld, int64_t n, int64_t k);
 
 // Activations are packed once per product (or group of products sharing the input) for every thread and piece:
-// groups of WPANEL_MR rows, each (k, WPANEL_MR) k-major, so the tile broadcasts one float per row and k from one
-// stream. wpanel_act_floats(m, k) floats hold m rows; groups [g0, g1) can be packed by different threads.
+// groups of WPANEL_MR rows (the last one shorter), each (k, rows) k-major, so the tile broadcasts one float per row
+// and k from one stream. wpanel_act_floats(m, k) floats hold m rows; groups [g0, g1) can be packed by different threads.
 size_t wpanel_act_floats(int64_t m, int64_t k);
 int64_t wpanel_act_groups(int64_t m);
 void wpanel_act_pack(float *act, const float *const *x, int64_t m, int64_t k, int64_t g0, int64_t g1);

@@ -912,7 +912,8 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
     if (k_panels) { // the chunk's inputs packed once for every panel product of the group, a group of rows per piece
         PackJob pj = {B->panel_act, {0}, T, k_panels};
         for (int64_t t = 0; t < T; t++) pj.x[t] = x + t * ldx;
-        if (macs < 1e6) pack_range(&pj, 0, wpanel_act_groups(T), 0);
+        // small inputs are packed faster than the pool could synchronise (a server pass: a few dozen rows)
+        if (macs < 1e6 || T * k_panels < 65536) pack_range(&pj, 0, wpanel_act_groups(T), 0);
         else threadpool_for(s->pool, wpanel_act_groups(T), 1, pack_range, &pj);
     }
     BProjJob j = {p, n, units, B->wscratch, s};

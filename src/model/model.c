@@ -627,6 +627,10 @@ static void proj_rows(const Proj *p, int64_t a, int64_t b, const MatvecAct *act,
     if (a < b) matvec_rows((DType)p->w->type, p->data, p->stride, a, b, act, y);
 }
 
+#ifndef PROJ_PIECE_BYTES
+#define PROJ_PIECE_BYTES 262144
+#endif
+
 // A thread's row boundary r (a multiple of 4) moved to the nearest panel boundary; the matrix end stays.
 static int64_t panel_bound(int64_t r, int64_t rows) {
     if (r >= rows) return rows;
@@ -721,12 +725,14 @@ static int project_many(ModelState *const *st, int64_t S, SBuf in, Proj *p, int 
     if (bytes * (size_t)S < ((size_t)1 << 17)) {
         proj_range(&j, 0, total, 0);
     } else {
-        // pieces of whole panels (8 units of 4 rows), about 64 KiB of weights or more each (a prefetch stream is
-        // worth starting), and at least 4 per thread so a descheduled thread's share is taken over in small parts
+        // pieces of whole panel pairs (16 units of 4 rows: one decoding row reads two panels at a time), about
+        // PROJ_PIECE_BYTES of weights or more each (the prefetchers' streams run on across a thread's pieces, but a
+        // piece taken over from another thread starts a new one), and at least 4 per thread so a descheduled
+        // thread's share is taken over in small parts
         const int64_t nth = threadpool_size(s0->pool), unit_bytes = (int64_t)(bytes / (size_t)total) + 1;
-        int64_t grain = ((65536 / unit_bytes) + 7) / 8 * 8;
-        if (grain > total / (4 * nth)) grain = total / (4 * nth) / 8 * 8;
-        threadpool_for(s0->pool, total, grain < 8 ? 8 : grain, proj_range, &j);
+        int64_t grain = ((PROJ_PIECE_BYTES / unit_bytes) + 15) / 16 * 16;
+        if (grain > total / (4 * nth)) grain = total / (4 * nth) / 16 * 16;
+        threadpool_for(s0->pool, total, grain < 16 ? 16 : grain, proj_range, &j);
     }
     for (int i = 0; i < n; i++)
         if (p[i].bias) {

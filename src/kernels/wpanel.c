@@ -22,6 +22,7 @@
 #endif
 
 #define WPANEL_L2_BYTES ((size_t)256 << 10) // panels per block when rows are many: about this many bytes
+#define WPANEL_KC 256                         // k per block when rows are many (a 32 KiB block of a panel)
 
 static atomic_bool g_portable; // tests: force the portable path
 
@@ -81,12 +82,19 @@ static void tile_portable(int64_t k, const float *a, const float *b, float *cons
 }
 
 #if WPANEL_X86
-// M rows (a constant after inlining) x 32 columns; ncols < 32 only for the matrix's last, partial panel.
+// M rows (a constant after inlining) x 32 columns over k steps; ncols < 32 only for the matrix's last, partial
+// panel. acc: continue the chains from the sums stored in y by the previous block of k (a float stored and loaded
+// back is the same float, so blocking k changes no bit).
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t col, int64_t ncols, const int M) {
+tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t col, int64_t ncols, bool acc, const int M) {
+    const __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1);
+    const __mmask16 m1 = ncols >= 32 ? (__mmask16)0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
     __m512 c[WPANEL_MR][2];
 #pragma GCC unroll 14
-    for (int i = 0; i < M; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < M; i++) {
+        c[i][0] = acc ? _mm512_maskz_loadu_ps(m0, y[i] + col) : _mm512_setzero_ps();
+        c[i][1] = acc ? _mm512_maskz_loadu_ps(m1, y[i] + col + 16) : _mm512_setzero_ps();
+    }
     for (int64_t kk = 0; kk < k; kk++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
@@ -98,8 +106,6 @@ tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t 
         a += M;
         b += WPANEL_NR;
     }
-    const __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1);
-    const __mmask16 m1 = ncols >= 32 ? (__mmask16)0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
 #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
         _mm512_mask_storeu_ps(y[i] + col, m0, c[i][0]);
@@ -132,13 +138,13 @@ __attribute__((target("avx512f"))) static void tile_avx512_1xs(int64_t k, const 
 }
 
 #define TILE_CASE(M) \
-    case M: tile_avx512(k, a, b, y, col, ncols, M); return;
+    case M: tile_avx512(k, a, b, y, col, ncols, acc, M); return;
 __attribute__((target("avx512f"))) static void tile_avx512_m(int64_t k, const float *a, const float *b, float *const *y,
-                                                              int64_t col, int64_t ncols, int64_t m) {
+                                                              int64_t col, int64_t ncols, bool acc, int64_t m) {
     switch (m) {
         TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
         TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13)
-    default: tile_avx512(k, a, b, y, col, ncols, WPANEL_MR); return;
+    default: tile_avx512(k, a, b, y, col, ncols, acc, WPANEL_MR); return;
     }
 }
 #endif
@@ -149,6 +155,24 @@ void wpanel_rows(const float *panels, int64_t n, int64_t k, int64_t r0, int64_t 
     if (r0 >= r1 || m <= 0 || k <= 0) return;
     const bool fast = wpanel_fast();
     const int64_t q0 = r0 / WPANEL_NR, q1 = (r1 + WPANEL_NR - 1) / WPANEL_NR;
+#if WPANEL_X86
+    if (fast && m > WPANEL_MR) {
+        // Many rows (a prompt chunk): k in blocks of WPANEL_KC, so each panel's block (32 KiB) stays in L1 while
+        // every group of rows passes over it.
+        for (int64_t kb = 0; kb < k; kb += WPANEL_KC) {
+            const int64_t kc = min64(WPANEL_KC, k - kb);
+            for (int64_t q = q0; q < q1; q++) {
+                const float *b = panels + (size_t)q * (size_t)k * WPANEL_NR + (size_t)kb * WPANEL_NR;
+                const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
+                for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
+                    const int64_t mm = min64(WPANEL_MR, m - s0);
+                    tile_avx512_m(kc, act + (size_t)s0 * (size_t)k + (size_t)kb * (size_t)mm, b, y + s0, col, ncols, kb > 0, mm);
+                }
+            }
+        }
+        return;
+    }
+#endif
     const size_t panel_bytes = (size_t)k * WPANEL_NR * sizeof(float);
     int64_t qb = m <= WPANEL_MR ? q1 - q0 : (int64_t)(WPANEL_L2_BYTES / panel_bytes);
     if (qb < 1) qb = 1;
@@ -167,7 +191,7 @@ void wpanel_rows(const float *panels, int64_t n, int64_t k, int64_t r0, int64_t 
                     continue;
                 }
                 if (fast) {
-                    tile_avx512_m(k, a, b, y + s0, col, ncols, mm);
+                    tile_avx512_m(k, a, b, y + s0, col, ncols, false, mm);
                     continue;
                 }
 #endif

@@ -7,10 +7,12 @@
 
 #include "cli/cli.h"
 #include "formats/gguf.h"
+#include "model/model.h"
 
 static const CliFlag FLAGS[] = {
     {"json", 0, FLAG_BOOL, NULL, NULL, "print machine-readable JSON"},
     {"tensors", 't', FLAG_BOOL, NULL, NULL, "list every tensor (name, type, shape, bytes)"},
+    {"ctx", 'c', FLAG_INT, "N", "0", "context length for the memory plan (0 = what lossy run would use)"},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -122,7 +124,20 @@ static bool is_hparam(const Summary *s, const char *key) {
     return s->has_arch && strncmp(key, s->arch.ptr, s->arch.len) == 0 && key[s->arch.len] == '.';
 }
 
-static int print_json(const GGUFFile *g, const Summary *s, bool tensors) {
+// The memory plan of a model file (plan->total == 0 and why in *why when the file is not a model lossy runs).
+static void memory_plan(const GGUFFile *g, const Summary *s, int64_t n_ctx, ModelMemoryPlan *plan, Err *why) {
+    memset(plan, 0, sizeof *plan);
+    why->msg[0] = 0;
+    if (!s->has_arch) {
+        snprintf(why->msg, sizeof why->msg, "no architecture (a tokenizer-only file)");
+        return;
+    }
+    if (model_memory_plan(g, n_ctx, plan, why)) plan->total = 0;
+}
+
+static double mb(size_t bytes) { return (double)bytes / 1e6; }
+
+static int print_json(const GGUFFile *g, const Summary *s, bool tensors, const ModelMemoryPlan *plan, const Err *why) {
     json_t *root = json_object();
     json_object_set_new(root, "file", json_string(g->name));
     json_object_set_new(root, "gguf_version", json_integer(g->version));
@@ -148,6 +163,14 @@ static int print_json(const GGUFFile *g, const Summary *s, bool tensors) {
         json_object_set_new(types, dtype_name((uint32_t)t), o);
     }
     json_object_set_new(root, "tensor_types", types);
+    if (plan->total) {
+        json_object_set_new(root, "memory_plan", json_pack("{s:I, s:I, s:I, s:I, s:I}", "n_ctx", (json_int_t)plan->n_ctx, "weights_bytes",
+                                                           (json_int_t)plan->weights, "copies_bytes", (json_int_t)plan->copies,
+                                                           "kv_cache_bytes", (json_int_t)plan->kv_cache, "total_bytes", (json_int_t)plan->total));
+    } else {
+        json_object_set_new(root, "memory_plan", json_null());
+        json_object_set_new(root, "memory_plan_unavailable", json_string(why->msg));
+    }
     json_object_set_new(root, "metadata", meta);
     if (tensors) {
         json_t *arr = json_array();
@@ -172,7 +195,7 @@ static int print_json(const GGUFFile *g, const Summary *s, bool tensors) {
     return EXIT_OK;
 }
 
-static void print_text(const GGUFFile *g, const Summary *s, bool tensors) {
+static void print_text(const GGUFFile *g, const Summary *s, bool tensors, const ModelMemoryPlan *plan, const Err *why) {
     printf("file:          %s (%zu bytes, GGUF v%u, alignment %zu)\n", g->name, g->size, g->version, g->alignment);
     printf("architecture:  ");
     if (s->has_arch) print_gstr(stdout, s->arch, 64);
@@ -189,6 +212,12 @@ static void print_text(const GGUFFile *g, const Summary *s, bool tensors) {
     for (int t = 0; t < DT_COUNT; t++)
         if (s->count_by_type[t])
             printf("  %-8s     %" PRIu64 " tensors, %" PRIu64 " bytes\n", dtype_name((uint32_t)t), s->count_by_type[t], s->bytes_by_type[t]);
+    if (plan->total)
+        printf("memory plan:   %.1f MB at a %lld-token context = weights %.1f MB (mmapped) + load-time copies %.1f MB (kernel "
+               "layouts) + KV cache %.1f MB (f32, one sequence)\n",
+               mb(plan->total), (long long)plan->n_ctx, mb(plan->weights), mb(plan->copies), mb(plan->kv_cache));
+    else
+        printf("memory plan:   none: %s\n", why->msg);
     printf("hyper-parameters:\n");
     for (size_t i = 0; i < g->n_kv; i++) {
         if (!is_hparam(s, g->kv[i].key)) continue;
@@ -220,16 +249,24 @@ static int run(const CliArgs *a) {
     if (gguf_open(&g, path, &e)) return cli_fail(&e, path);
     Summary s;
     summarise(&g, &s);
+    int64_t n_ctx = cli_flag_int(a, "ctx");
+    if (n_ctx < 0 || n_ctx > ((int64_t)1 << 24)) {
+        gguf_close(&g);
+        return cli_errorf(EXIT_USAGE, "--ctx", "must be 0 to 16777216 (got %lld)", (long long)n_ctx);
+    }
+    ModelMemoryPlan plan;
+    Err why;
+    memory_plan(&g, &s, n_ctx, &plan, &why);
     int rc = EXIT_OK;
-    if (cli_flag_bool(a, "json")) rc = print_json(&g, &s, cli_flag_bool(a, "tensors"));
-    else print_text(&g, &s, cli_flag_bool(a, "tensors"));
+    if (cli_flag_bool(a, "json")) rc = print_json(&g, &s, cli_flag_bool(a, "tensors"), &plan, &why);
+    else print_text(&g, &s, cli_flag_bool(a, "tensors"), &plan, &why);
     gguf_close(&g);
     return rc;
 }
 
 const CliCommand cmd_info = {
     .name = "info",
-    .summary = "show what a GGUF file holds: architecture, hyper-parameters, tensors, vocabulary, metadata",
+    .summary = "show what a GGUF file holds: architecture, hyper-parameters, tensors, vocabulary, metadata, memory plan",
     .usage = "FILE",
     .min_pos = 1,
     .max_pos = 1,

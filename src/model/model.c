@@ -219,26 +219,38 @@ typedef enum CopyKind { COPY_NONE, COPY_PANELS, COPY_X4, COPY_SAME } CopyKind;
 
 // The copy repack_weights makes of tensor i: its kind, and its bytes through *bytes.
 
-static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size_t *bytes) {
-    const Tensor *t = &m->w.t[i];
-    DType ty = (DType)t->type;
+// The rule for one decoding matrix of type ty, rows x cols, nbytes as stored (shared with model_memory_plan).
+static CopyKind copy_rule(DType ty, int64_t rows, int64_t cols, size_t nbytes, bool repack, bool copy, size_t *bytes) {
     size_t stride;
     *bytes = 0;
-    if (!decode_matrix(m, t)) return COPY_NONE;
-    if (repack && ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(tensor_rows(t), t->ne[0])) > 0) return COPY_PANELS;
-    if (repack && matvec_x4_supports(ty) && tensor_rows(t) >= 4 && quant_row_bytes(ty, t->ne[0], &stride, NULL) == 0) {
-        *bytes = matvec_x4_bytes(ty, tensor_rows(t), t->ne[0]);
+    if (repack && ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(rows, cols)) > 0) return COPY_PANELS;
+    if (repack && matvec_x4_supports(ty) && rows >= 4 && quant_row_bytes(ty, cols, &stride, NULL) == 0) {
+        *bytes = matvec_x4_bytes(ty, rows, cols);
         return COPY_X4;
     }
-    if (copy) return *bytes = t->nbytes, COPY_SAME;
+    if (copy) return *bytes = nbytes, COPY_SAME;
     return COPY_NONE;
+}
+
+// Whether load-time copies are made in this process (LOSSY_REPACK, LOSSY_HUGEPAGES; the AVX-512 kernels).
+static void copy_switches(bool *repack, bool *copy) {
+    const char *rp = getenv("LOSSY_REPACK"), *hp = getenv("LOSSY_HUGEPAGES");
+    *repack = !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512;
+    *copy = hp && strcmp(hp, "1") == 0;
+}
+
+static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size_t *bytes) {
+    const Tensor *t = &m->w.t[i];
+    *bytes = 0;
+    if (!decode_matrix(m, t)) return COPY_NONE;
+    return copy_rule((DType)t->type, tensor_rows(t), t->ne[0], t->nbytes, repack, copy, bytes);
 }
 
 static void repack_weights(Model *m) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
     m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
-    const char *rp = getenv("LOSSY_REPACK"), *hp = getenv("LOSSY_HUGEPAGES");
-    bool repack = !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512, copy = hp && strcmp(hp, "1") == 0;
+    bool repack, copy;
+    copy_switches(&repack, &copy);
     // One arena for all copies: each matrix in its own huge-page-aligned buffer would round every small matrix up
     // to 2 MiB of resident memory. Copies start 4 KiB apart (aligned vector loads, no shared lines).
     size_t total = 0, bytes;
@@ -1147,4 +1159,38 @@ int model_forward_multi(ModelState *const *states, const int32_t *tokens, const 
         }
     }
     return k ? model_forward_batch(single, single_tok, k, e) : 0;
+}
+
+// The KV cache length model_state_init picks for n_ctx <= 0 (and its cap for learned positions).
+static int64_t default_ctx(const ModelConfig *c, int64_t n_ctx) {
+    if (n_ctx <= 0) n_ctx = c->n_ctx_train > 0 && c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
+    if (c->pos == POS_LEARNED && n_ctx > c->n_ctx_train) n_ctx = c->n_ctx_train;
+    return n_ctx;
+}
+
+int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err *e) {
+    memset(p, 0, sizeof *p);
+    ModelConfig c;
+    model_config_init(&c);
+    if (model_config_from_gguf(g, &c, e) || model_config_validate(&c, g->name, e)) return -1;
+    p->n_ctx = default_ctx(&c, n_ctx);
+    bool repack, copy;
+    copy_switches(&repack, &copy);
+    const GGUFTensor *tok = gguf_find_tensor(g, "token_embd.weight"), *out = gguf_find_tensor(g, "output.weight");
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        const GGUFTensor *t = &g->tensors[i];
+        p->weights += t->nbytes;
+        // decoding matrices: every 2-D tensor but learned positions and an untied token embedding (only looked up)
+        bool decode = t->n_dims >= 2 && strcmp(t->name, "position_embd.weight") != 0 && !(t == tok && out);
+        size_t bytes;
+        if (decode && copy_rule((DType)t->type, (int64_t)(t->n_elements / (uint64_t)(t->ne[0] ? t->ne[0] : 1)), (int64_t)t->ne[0],
+                                t->nbytes, repack, copy, &bytes) != COPY_NONE)
+            p->copies += (bytes + 4095) / 4096 * 4096;
+    }
+    size_t kv;
+    if (!size_mul((size_t)c.n_layer * (size_t)p->n_ctx, (size_t)(c.n_head_kv * c.head_dim) * 2 * sizeof(float), &kv))
+        return ERR(e, "KV cache for %lld positions is too large", (long long)p->n_ctx);
+    p->kv_cache = kv;
+    p->total = p->weights + p->copies + p->kv_cache;
+    return 0;
 }

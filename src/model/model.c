@@ -217,8 +217,6 @@ static bool decode_matrix(const Model *m, const Tensor *t) {
 // weights mmapped).
 typedef enum CopyKind { COPY_NONE, COPY_PANELS, COPY_X4, COPY_SAME } CopyKind;
 
-// The copy repack_weights makes of tensor i: its kind, and its bytes through *bytes.
-
 // The rule for one decoding matrix of type ty, rows x cols, nbytes as stored (shared with model_memory_plan).
 static CopyKind copy_rule(DType ty, int64_t rows, int64_t cols, size_t nbytes, bool repack, bool copy, size_t *bytes) {
     size_t stride;
@@ -239,6 +237,7 @@ static void copy_switches(bool *repack, bool *copy) {
     *copy = hp && strcmp(hp, "1") == 0;
 }
 
+// The copy repack_weights makes of tensor i: its kind, and its bytes through *bytes.
 static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size_t *bytes) {
     const Tensor *t = &m->w.t[i];
     *bytes = 0;
@@ -261,13 +260,16 @@ static void repack_weights(Model *m) {
             total += padded;
         }
     if (total == 0) return;
+    m->all_panels = true;
     // huge pages: streaming them costs fewer TLB misses than the mmapped file's 4 KiB pages
     uint8_t *arena = xmalloc_huge(total, 1), *at = arena;
     weights_own(&m->w, arena);
     for (size_t i = 0; i < m->w.n; i++) {
         const Tensor *t = &m->w.t[i];
         size_t stride;
-        switch (copy_kind(m, i, repack, copy, &bytes)) {
+        CopyKind kind = copy_kind(m, i, repack, copy, &bytes);
+        if (decode_matrix(m, t) && kind != COPY_PANELS) m->all_panels = false;
+        switch (kind) {
         case COPY_NONE: continue;
         case COPY_PANELS:
             wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
@@ -347,12 +349,7 @@ int model_load(Model *m, const char *path, Err *e) {
     }
     if (rc == 0) rc = model_config_validate(&m->cfg, path, e);
     if (rc == 0) rc = bind_weights(m, e);
-    if (rc == 0) {
-        repack_weights(m);
-        m->all_panels = m->w.n > 0;
-        for (size_t i = 0; i < m->w.n; i++)
-            if (decode_matrix(m, &m->w.t[i]) && !panels_of(m, &m->w.t[i])) m->all_panels = false;
-    }
+    if (rc == 0) repack_weights(m);
     if (rc) model_free(m);
     return rc;
 }
@@ -451,11 +448,17 @@ static ModelBatch *batch_get(ModelState *s, int64_t T) {
     return b;
 }
 
+// The KV cache length for a requested n_ctx (<= 0: the model's, capped at 4096; learned positions cap it).
+static int64_t default_ctx(const ModelConfig *c, int64_t n_ctx) {
+    if (n_ctx <= 0) n_ctx = c->n_ctx_train > 0 && c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
+    if (c->pos == POS_LEARNED && n_ctx > c->n_ctx_train) n_ctx = c->n_ctx_train;
+    return n_ctx;
+}
+
 int model_state_init(ModelState *s, const Model *m, int64_t n_ctx, ThreadPool *pool, Err *e) {
     memset(s, 0, sizeof *s);
     const ModelConfig *c = &m->cfg;
-    if (n_ctx <= 0) n_ctx = c->n_ctx_train > 0 && c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
-    if (c->pos == POS_LEARNED && n_ctx > c->n_ctx_train) n_ctx = c->n_ctx_train; // no positions past the table
+    n_ctx = default_ctx(c, n_ctx);
     const int64_t C = c->n_embd, F = c->n_ff, H = c->n_head, Hkv = c->n_head_kv, hd = c->head_dim;
     size_t kv_row = (size_t)(Hkv * hd), cache;
     if (!size_mul((size_t)c->n_layer * (size_t)n_ctx, kv_row, &cache) || cache > ((size_t)1 << 40) / sizeof(float))
@@ -639,9 +642,7 @@ static void proj_rows(const Proj *p, int64_t a, int64_t b, const MatvecAct *act,
     if (a < b) matvec_rows((DType)p->w->type, p->data, p->stride, a, b, act, y);
 }
 
-#ifndef PROJ_PIECE_BYTES
-#define PROJ_PIECE_BYTES 262144
-#endif
+#define PROJ_PIECE_BYTES 262144 // decoding pieces of about this many weight bytes (see project_many)
 
 // A thread's row boundary r (a multiple of 4) moved to the nearest panel boundary; the matrix end stays.
 static int64_t panel_bound(int64_t r, int64_t rows) {
@@ -1112,38 +1113,42 @@ int model_forward_all(ModelState *s, const int32_t *tokens, int64_t n, float *lo
     return 0;
 }
 
-int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e) {
+// The sequences of one step or pass: distinct states of one model, each with counts[i] >= 1 valid tokens that fit its
+// context (counts NULL: one each); *rows receives the total.
+static int check_sequences(ModelState *const *states, const int32_t *tokens, const int64_t *counts, int64_t n,
+                           int64_t *rows, Err *e) {
     if (n <= 0) return ERR(e, "no sequences to step");
     if (n > MODEL_MAX_SEQS) return ERR(e, "%lld sequences in one step (at most %d)", (long long)n, MODEL_MAX_SEQS);
+    *rows = 0;
     for (int64_t i = 0; i < n; i++) {
+        const int64_t cnt = counts ? counts[i] : 1;
         for (int64_t k = 0; k < i; k++)
             if (states[k] == states[i]) return ERR(e, "sequence %lld is given twice", (long long)i);
         if (states[i]->m != states[0]->m) return ERR(e, "sequence %lld belongs to another model", (long long)i);
-        if (check_tokens(states[i], &tokens[i], 1, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
+        if (cnt < 1) return ERR(e, "sequence %lld: no tokens", (long long)i);
+        if (check_tokens(states[i], tokens + *rows, cnt, e)) return err_prefix(e, "sequence %lld: ", (long long)i);
+        *rows += cnt;
     }
+    return 0;
+}
+
+int model_forward_batch(ModelState *const *states, const int32_t *tokens, int64_t n, Err *e) {
+    int64_t rows;
+    if (check_sequences(states, tokens, NULL, n, &rows, e)) return -1;
     if (states[0]->m->gpu) return model_device_forward_batch(states, tokens, n, e);
     if (forward_step(states, tokens, n, e)) return -1;
     return output_step(states, n, e);
 }
 
 int model_forward_multi(ModelState *const *states, const int32_t *tokens, const int64_t *counts, int64_t n, Err *e) {
-    if (n <= 0) return ERR(e, "no sequences to step");
-    if (n > MODEL_MAX_SEQS) return ERR(e, "%lld sequences in one pass (at most %d)", (long long)n, MODEL_MAX_SEQS);
-    int64_t rows = 0, n_single = 0;
-    for (int64_t i = 0; i < n; i++) {
-        for (int64_t k = 0; k < i; k++)
-            if (states[k] == states[i]) return ERR(e, "sequence %lld is given twice", (long long)i);
-        if (states[i]->m != states[0]->m) return ERR(e, "sequence %lld belongs to another model", (long long)i);
-        if (counts[i] < 1) return ERR(e, "sequence %lld: no tokens", (long long)i);
-        if (check_tokens(states[i], tokens + rows, counts[i], e)) return err_prefix(e, "sequence %lld: ", (long long)i);
-        rows += counts[i];
-        n_single += counts[i] == 1;
-    }
+    int64_t rows;
+    if (check_sequences(states, tokens, counts, n, &rows, e)) return -1;
     const Model *m = states[0]->m;
-    bool same_ctx = true;
-    for (int64_t i = 1; i < n; i++) same_ctx = same_ctx && states[i]->n_ctx == states[0]->n_ctx;
-    // only decoding rows: the decoding step itself (the same bits, less bookkeeping)
-    if (!m->gpu && n_single < n && rows <= MODEL_CHUNK && same_ctx && m->all_panels) {
+    bool same_ctx = true, any_piece = false;
+    for (int64_t i = 0; i < n; i++) same_ctx = same_ctx && states[i]->n_ctx == states[0]->n_ctx, any_piece = any_piece || counts[i] > 1;
+    // one pass where it pays and is exact: a prompt piece to share the weight read with (only decoding rows take
+    // the decoding step itself: the same bits, less bookkeeping), all F32 panels, on the CPU
+    if (!m->gpu && any_piece && rows <= MODEL_CHUNK && same_ctx && m->all_panels) {
         if (forward_rows(states, tokens, counts, n, e)) return -1;
         return output_step(states, n, e);
     }
@@ -1159,13 +1164,6 @@ int model_forward_multi(ModelState *const *states, const int32_t *tokens, const 
         }
     }
     return k ? model_forward_batch(single, single_tok, k, e) : 0;
-}
-
-// The KV cache length model_state_init picks for n_ctx <= 0 (and its cap for learned positions).
-static int64_t default_ctx(const ModelConfig *c, int64_t n_ctx) {
-    if (n_ctx <= 0) n_ctx = c->n_ctx_train > 0 && c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
-    if (c->pos == POS_LEARNED && n_ctx > c->n_ctx_train) n_ctx = c->n_ctx_train;
-    return n_ctx;
 }
 
 int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err *e) {
@@ -1188,7 +1186,8 @@ int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err 
             p->copies += (bytes + 4095) / 4096 * 4096;
     }
     size_t kv;
-    if (!size_mul((size_t)c.n_layer * (size_t)p->n_ctx, (size_t)(c.n_head_kv * c.head_dim) * 2 * sizeof(float), &kv))
+    if (!size_mul((size_t)c.n_layer, (size_t)p->n_ctx, &kv) || !size_mul(kv, (size_t)(c.n_head_kv * c.head_dim), &kv) ||
+        !size_mul(kv, 2 * sizeof(float), &kv))
         return ERR(e, "KV cache for %lld positions is too large", (long long)p->n_ctx);
     p->kv_cache = kv;
     p->total = p->weights + p->copies + p->kv_cache;

@@ -271,8 +271,7 @@ static void *sched_main(void *arg) {
             if (slot_check_ended(s, sl)) continue;
             s->cand[nc++] = sl;
         }
-        if (nc > 1) threadpool_for(s->pool, nc, 1, sample_range, s);
-        else if (nc == 1) sample_range(s, 0, 1, 0);
+        threadpool_for(s->pool, nc, 1, sample_range, s);
         int n = 0;
         int64_t rows = 0;
         for (int i = 0; i < nc; i++) {

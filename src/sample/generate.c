@@ -2,18 +2,21 @@
 // emitter says stop. The per-token logic lives in the step API (GenerateSeq) so that `lossy run` (generate_run) and
 // the server's batched scheduler share it, token for token.
 //
-// Text is streamed as the difference between successive decodes of the generated ids, so tokenizer decoders that
-// look at neighbours (the first token's stripped space, byte-fallback sequences) print exactly what
-// tokenizer_decode of the whole output gives.
+// Text is streamed as the difference between successive decodes, so tokenizer decoders that look at neighbours (the
+// first token's stripped space, byte-fallback sequences, byte-level pieces of one character) print exactly what
+// tokenizer_decode of the whole output gives. The decodes are incremental (text-generation-inference's
+// prefix/read offsets, adapted): ids before an anchor have final text, and a step decodes the look-behind context
+// plus the ids from the anchor, then keeps what follows the context's own text. The context is the last
+// GENERATE_DECODE_CONTEXT ids whose piece is not empty: an id that decodes to nothing (a skipped special token, an
+// empty entry) adds nothing to any decode here, so a run of them can neither hide the text before it from the
+// decoder (which strips the first space only at the start of the text) nor widen the window. At the start the
+// context comes from the prompt, so the space between the prompt and the first generated word survives.
 #include "sample/generate.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
-
-// prompt tokens decoded in front of the continuation (enough for any decoder's look-behind)
-#define GENERATE_DECODE_CONTEXT 8
 
 static bool is_eog(const GenerateSeq *g, int32_t id) {
     for (size_t i = 0; i < g->o.n_stop_ids; i++)
@@ -46,6 +49,55 @@ static size_t safe_end(const Buf *text, size_t from, const GenerateOpts *o) {
     return end - hold;
 }
 
+// Add ids to the look-behind context, keeping the last GENERATE_DECODE_CONTEXT that produce text.
+static int ctx_push(GenerateSeq *g, const int32_t *ids, size_t n, Err *e) {
+    for (size_t i = 0; i < n; i++) {
+        g->full.len = 0;
+        if (tokenizer_token_piece(g->tok, ids[i], TOKENIZER_DECODE_SKIP_SPECIAL, &g->full, e)) return -1;
+        g->n_decode_ids++;
+        if (g->full.len == 0) continue;
+        if (g->n_ctx == GENERATE_DECODE_CONTEXT) memmove(g->ctx, g->ctx + 1, --g->n_ctx * sizeof *g->ctx);
+        g->ctx[g->n_ctx++] = ids[i];
+    }
+    return 0;
+}
+
+// tokenizer_decode appending to out, counted.
+static int decode_ids(GenerateSeq *g, const int32_t *ids, size_t n, Buf *out, Err *e) {
+    g->n_decode_ids += n;
+    return tokenizer_decode(g->tok, ids, n, TOKENIZER_DECODE_SKIP_SPECIAL, out, e);
+}
+
+// Bring text up to date with hist: decode the context and the ids from the anchor, keep what follows the context's
+// text; then move the anchor to the end once the window is full. *keep: the length of text that did not change.
+static int update_text(GenerateSeq *g, size_t *keep, Err *e) {
+    TokenIds *w = &g->win;
+    w->n = 0;
+    for (size_t i = 0; i < g->n_ctx; i++) token_ids_push(w, g->ctx[i]);
+    for (size_t i = g->anchor; i < g->hist.n; i++) token_ids_push(w, g->hist.ids[i]);
+    g->full.len = 0;
+    if (decode_ids(g, w->ids, w->n, &g->full, e)) return -1;
+    size_t skip = g->prefix.len;
+    if (g->full.len < skip || memcmp(g->full.data, g->prefix.data ? g->prefix.data : "", skip) != 0) {
+        // the context's text changed with what followed (no decoder here does that): decode the rest alone
+        g->full.len = skip = 0;
+        if (decode_ids(g, g->hist.ids + g->anchor, g->hist.n - g->anchor, &g->full, e)) return -1;
+    }
+    const size_t n_add = g->full.len - skip, n_old = g->text.len - g->anchor_text;
+    const char *add = g->full.data + skip, *old = n_old ? g->text.data + g->anchor_text : "";
+    size_t same = 0;
+    while (same < n_add && same < n_old && add[same] == old[same]) same++;
+    *keep = g->anchor_text + same;
+    g->text.len = *keep;
+    buf_append(&g->text, add + same, n_add - same);
+    if (g->hist.n - g->anchor < GENERATE_DECODE_WINDOW) return 0;
+    if (ctx_push(g, g->hist.ids + g->anchor, g->hist.n - g->anchor, e)) return -1;
+    g->anchor = g->hist.n;
+    g->anchor_text = g->text.len;
+    g->prefix.len = 0;
+    return decode_ids(g, g->ctx, g->n_ctx, &g->prefix, e);
+}
+
 int generate_seq_init(GenerateSeq *g, const ModelConfig *cfg, const Tokenizer *tok, Sampler *smp,
                       const int32_t *prompt, int64_t n_prompt, int64_t pos, int64_t n_ctx, const GenerateOpts *o,
                       Err *e) {
@@ -62,17 +114,12 @@ int generate_seq_init(GenerateSeq *g, const ModelConfig *cfg, const Tokenizer *t
     g->smp = smp;
     g->o = *o;
     for (int64_t i = 0; i < n_prompt; i++) token_ids_push(&g->hist, prompt[i]);
-    g->gen_start = g->hist.n;
+    g->gen_start = g->anchor = g->hist.n;
     buf_init(&g->text);
     buf_init(&g->full);
     buf_init(&g->prefix);
     g->decode = tok && (o->emit || o->n_stop);
-    // The continuation is decoded together with the last few prompt tokens, then the prompt's own text is cut off:
-    // decoders that strip the first token's space (sentencepiece) would otherwise eat the space between the prompt
-    // and the first generated word.
-    const size_t n_win = n_prompt < GENERATE_DECODE_CONTEXT ? (size_t)n_prompt : GENERATE_DECODE_CONTEXT;
-    g->win_start = g->hist.n - n_win;
-    if (g->decode && tokenizer_decode(tok, g->hist.ids + g->win_start, n_win, TOKENIZER_DECODE_SKIP_SPECIAL, &g->prefix, e)) {
+    if (g->decode && (ctx_push(g, prompt, (size_t)n_prompt, e) || decode_ids(g, g->ctx, g->n_ctx, &g->prefix, e))) {
         generate_seq_free(g);
         return -1;
     }
@@ -93,26 +140,22 @@ int generate_seq_next(GenerateSeq *g, float *logits, int64_t pos, int64_t n_ctx,
     token_ids_push(&g->hist, id);
     g->st.n_generated++;
     if (g->decode) {
-        // decode the whole continuation each time: decoders that look at neighbours (a stripped first space,
-        // byte-fallback sequences) then stream exactly what one decode of the output gives
         Buf *text = &g->text;
-        g->full.len = 0;
-        int rc = tokenizer_decode(g->tok, g->hist.ids + g->win_start, g->hist.n - g->win_start, TOKENIZER_DECODE_SKIP_SPECIAL, &g->full, e);
-        text->len = 0;
-        if (rc == 0 && g->full.len >= g->prefix.len && memcmp(g->full.data, g->prefix.data ? g->prefix.data : "", g->prefix.len) == 0)
-            buf_append(text, g->full.data + g->prefix.len, g->full.len - g->prefix.len);
-        else if (rc == 0) // the prompt's text changed with what followed (a split character): decode alone
-            rc = tokenizer_decode(g->tok, g->hist.ids + g->gen_start, g->hist.n - g->gen_start, TOKENIZER_DECODE_SKIP_SPECIAL, text, e);
-        if (rc) {
+        size_t keep;
+        if (update_text(g, &keep, e)) {
             g->done = true;
             g->emitter_stopped = true; // nothing more to flush after a failure
             return -1;
         }
+        // only a match that ends in the new bytes (after keep) is new; none starts before what was shown
         size_t stop_at = SIZE_MAX;
         for (size_t k = 0; k < o->n_stop; k++) {
             size_t sl = strlen(o->stop[k]);
             if (!sl) continue;
-            const char *hit = memmem(text->data + g->shown, text->len - g->shown, o->stop[k], sl);
+            size_t from = keep >= sl ? keep - sl + 1 : 0;
+            if (from < g->shown) from = g->shown;
+            if (from >= text->len) continue;
+            const char *hit = memmem(text->data + from, text->len - from, o->stop[k], sl);
             if (hit && (size_t)(hit - text->data) < stop_at) stop_at = (size_t)(hit - text->data);
         }
         if (stop_at != SIZE_MAX) {
@@ -149,6 +192,7 @@ void generate_seq_finish(GenerateSeq *g) {
 
 void generate_seq_free(GenerateSeq *g) {
     token_ids_free(&g->hist);
+    token_ids_free(&g->win);
     buf_free(&g->text);
     buf_free(&g->full);
     buf_free(&g->prefix);

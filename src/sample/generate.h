@@ -45,6 +45,12 @@ int generate_run(ModelState *s, const Tokenizer *tok, Sampler *smp, const int32_
                  const GenerateOpts *o, TokenIds *out_ids, GenerateStats *st, Err *e);
 
 // ---- step API: one sequence's generation logic without the forward pass ----
+// Text is decoded incrementally: the text of the ids before an anchor is final, and each step decodes only a
+// look-behind context (the last GENERATE_DECODE_CONTEXT text-producing ids before the anchor) followed by the ids
+// from the anchor on, keeping what follows the context's own text. The anchor moves to the end once
+// GENERATE_DECODE_WINDOW ids follow it, so a step decodes at most CONTEXT + WINDOW ids however long the output.
+#define GENERATE_DECODE_CONTEXT 8
+#define GENERATE_DECODE_WINDOW 16
 typedef struct GenerateSeq {
     const ModelConfig *cfg;
     const Tokenizer *tok;
@@ -52,11 +58,16 @@ typedef struct GenerateSeq {
     GenerateOpts o;      // copied; the stop strings and ids it points to must outlive the sequence
     TokenIds hist;       // prompt + generated ids (the penalties' window)
     size_t gen_start;    // index in hist of the first generated id
-    size_t win_start;    // index in hist of the first prompt id decoded in front of the continuation
-    Buf full;            // scratch: decode of hist[win_start..]
-    Buf prefix;          // decode of the prompt's part of that window
+    size_t anchor;       // index in hist: the text of hist[gen_start, anchor) is final ...
+    size_t anchor_text;  // ... and is text[0, anchor_text)
+    int32_t ctx[GENERATE_DECODE_CONTEXT]; // the last text-producing ids before the anchor (prompt ids included)
+    size_t n_ctx;
+    TokenIds win;        // scratch: ctx followed by hist[anchor..]
+    Buf full;            // scratch: decode of win
+    Buf prefix;          // decode of ctx alone
     Buf text;            // decode of the generated ids
     size_t shown;        // bytes of text already emitted
+    size_t n_decode_ids; // ids handed to the tokenizer so far (decodes and piece look-ups): tests bound it
     bool decode;         // text is decoded (an emitter or stop strings need it)
     bool done;
     bool emitter_stopped; // the emitter returned false: nothing more is emitted, not even the held-back tail

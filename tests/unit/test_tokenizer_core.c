@@ -6,17 +6,9 @@
 #include <stdlib.h>
 
 #include "formats/gguf.h"
+#include "fixture_tokenizer.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
-
-static Tokenizer *load_fixture(const char *rel) {
-    const char *p = fixture_path(rel);
-    if (!p) return NULL;
-    Tokenizer *t = NULL;
-    Err e;
-    if (tokenizer_load(p, &t, &e)) test_fail_at(__FILE__, __LINE__, "%s: %s", p, e.msg);
-    return t;
-}
 
 static bool ids_are(const TokenIds *v, const int32_t *want, size_t n) {
     return v->n == n && (n == 0 || memcmp(v->ids, want, n * sizeof *want) == 0);
@@ -230,9 +222,9 @@ TEST(tokenizer_split_behaviours) {
 // Random bytes (invalid UTF-8 included) survive encode -> decode exactly through byte-level and byte-fallback
 // vocabularies; and control tokens spelled in the text never come out in ORDINARY mode.
 TEST(tokenizer_random_roundtrip_and_ordinary) {
-    Tokenizer *g = load_fixture("tokenizers/gpt2");
-    Tokenizer *m = load_fixture("tokenizers/mistral/tokenizer.json");
-    Tokenizer *s = load_fixture("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    Tokenizer *g = fixture_tokenizer("tokenizers/gpt2");
+    Tokenizer *m = fixture_tokenizer("tokenizers/mistral/tokenizer.json");
+    Tokenizer *s = fixture_tokenizer("tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
     REQUIRE(g && m && s);
     static const char alphabet[] = "ab <>|/s\n\t\xc3\xa9\xe2\x82\xac\xff\xf0\x9f\x98\x80' 1";
     Tokenizer *toks[3] = {g, m, s};

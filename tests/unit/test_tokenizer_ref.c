@@ -4,29 +4,9 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "fixture_tokenizer.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
-
-static json_t *load_ref(void) {
-    const char *p = fixture_path("tokenizers/hf_reference_encodings.json");
-    if (!p) return NULL;
-    json_error_t je;
-    json_t *j = json_load_file(p, JSON_ALLOW_NUL, &je);
-    CHECKF(j != NULL, "cannot parse %s: %s", p, je.text);
-    return j;
-}
-
-static Tokenizer *load_tok(const char *rel) {
-    const char *p = fixture_path(rel);
-    if (!p) return NULL;
-    Tokenizer *t = NULL;
-    Err e;
-    if (tokenizer_load(p, &t, &e)) {
-        test_fail_at(__FILE__, __LINE__, "loading %s: %s", p, e.msg);
-        return NULL;
-    }
-    return t;
-}
 
 // Compare ids with a JSON array; report the first difference.
 static bool ids_equal(const TokenIds *got, const json_t *want, const char *what, size_t idx) {
@@ -101,27 +81,27 @@ static void check_reference(Tokenizer *t, const json_t *ref, const char *model, 
 }
 
 TEST(tokenizer_ref_gpt2_encoder_json) {
-    json_t *ref = load_ref();
+    json_t *ref = fixture_reference_encodings();
     REQUIRE(ref);
-    Tokenizer *t = load_tok("tokenizers/gpt2");
+    Tokenizer *t = fixture_tokenizer("tokenizers/gpt2");
     if (t) check_reference(t, ref, "gpt2", true);
     tokenizer_free(t);
     json_decref(ref);
 }
 
 TEST(tokenizer_ref_gpt2_gguf) {
-    json_t *ref = load_ref();
+    json_t *ref = fixture_reference_encodings();
     REQUIRE(ref);
-    Tokenizer *t = load_tok("tokenizers/llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
+    Tokenizer *t = fixture_tokenizer("tokenizers/llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
     if (t) check_reference(t, ref, "gpt2", true);
     tokenizer_free(t);
     json_decref(ref);
 }
 
 TEST(tokenizer_ref_mistral_json) {
-    json_t *ref = load_ref();
+    json_t *ref = fixture_reference_encodings();
     REQUIRE(ref);
-    Tokenizer *t = load_tok("tokenizers/mistral/tokenizer.json");
+    Tokenizer *t = fixture_tokenizer("tokenizers/mistral/tokenizer.json");
     if (t) check_reference(t, ref, "mistral", true);
     tokenizer_free(t);
     json_decref(ref);
@@ -130,10 +110,10 @@ TEST(tokenizer_ref_mistral_json) {
 // The heap merge (long words) and the direct scan (short words) must agree: force each on the same texts.
 extern size_t tokenizer_small_word_limit;
 TEST(tokenizer_merge_paths_agree) {
-    json_t *ref = load_ref();
+    json_t *ref = fixture_reference_encodings();
     REQUIRE(ref);
-    Tokenizer *t = load_tok("tokenizers/mistral/tokenizer.json"); // one word per text segment: long words
-    Tokenizer *g = load_tok("tokenizers/gpt2");
+    Tokenizer *t = fixture_tokenizer("tokenizers/mistral/tokenizer.json"); // one word per text segment: long words
+    Tokenizer *g = fixture_tokenizer("tokenizers/gpt2");
     REQUIRE(t && g);
     const json_t *strings = json_object_get(ref, "strings");
     size_t saved = tokenizer_small_word_limit;
@@ -166,7 +146,7 @@ TEST(tokenizer_merge_paths_agree) {
 static void check_llamacpp(const char *vocab) {
     char rel[256];
     snprintf(rel, sizeof rel, "tokenizers/llama.cpp-vocab/%s", vocab);
-    Tokenizer *t = load_tok(rel);
+    Tokenizer *t = fixture_tokenizer(rel);
     REQUIRE(t);
     snprintf(rel, sizeof rel, "tokenizers/llama.cpp-vocab/%s.inp", vocab);
     const char *pin = fixture_path(rel);

@@ -4,7 +4,8 @@
 //   build/gen_model stories15m f32 /tmp/s15m.f32.gguf [VOCAB.gguf]
 //
 // Shapes: stories15m (dim 288, 6 layers), stories110m (dim 768, 12 layers), tinyllama (dim 2048, 22 layers, GQA 32/4).
-// Without VOCAB the file has no tokenizer: run it with `lossy run FILE --ids 1 --print-ids` or `lossy bench`. With a
+// Without VOCAB the file has no tokenizer (tokenizer.ggml.model = "no_vocab"): run it with `lossy run FILE --ids 1
+// --print-ids`, `lossy bench` or llama.cpp's llama-bench. With a
 // 32000-token vocabulary GGUF (e.g. ../shared/fixtures/tokenizers/llama.cpp-vocab/ggml-vocab-llama-spm.gguf) its
 // tokenizer.ggml.* keys are copied in, so llama.cpp loads the same file (llama-bench, llama-cli).
 // dtype: f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K (rows that are not a whole number of blocks, e.g. dim 288 with a
@@ -97,6 +98,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         tokenizer_free(tok);
+    } else {
+        tokenizer_gguf_set_keys(w, NULL, &e); // the no-vocabulary marker, without which llama.cpp refuses the file
     }
     const int64_t hd = s->dim / s->heads;
     float *ones = malloc(sizeof(float) * (size_t)s->dim);

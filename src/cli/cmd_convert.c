@@ -36,7 +36,12 @@ static int run(const CliArgs *a) {
     if (model_load(&m, in, &e)) return cli_fail(&e, in);
     Tokenizer *tok = NULL;
     if (tokenizer_load(cli_flag_given(a, "tokenizer") ? cli_flag_str(a, "tokenizer") : in, &tok, &e)) {
-        fprintf(stderr, "lossy: warning: no tokenizer written (%s); the file runs with --ids only\n", e.msg);
+        if (cli_flag_given(a, "tokenizer")) { // asked for, so not optional
+            model_free(&m);
+            return cli_fail(&e, cli_flag_str(a, "tokenizer"));
+        }
+        fprintf(stderr, "lossy: warning: no tokenizer written (%s); the file is marked as having no vocabulary "
+                        "(tokenizer.ggml.model = no_vocab) and runs on token ids only (run --ids ... --print-ids)\n", e.msg);
         tok = NULL;
     }
     char *tmpl = path_is_dir(in) ? hf_chat_template(in) : NULL;

@@ -195,9 +195,15 @@ int model_write_gguf(const Model *m, const Tokenizer *tok, const char *path, con
             if (strcmp(k, "general.file_type") == 0 || strcmp(k, "general.alignment") == 0) continue;
             gguf_writer_copy_kv(w, &m->gguf.kv[i]);
         }
+        // a source without a vocabulary gets tok's keys when one is given, else the marker (a file written before
+        // lossy wrote it lacks the key, and llama.cpp refuses it)
+        if (!tokenizer_gguf_has_vocab(&m->gguf) && tokenizer_gguf_set_keys(w, tok, e)) {
+            rc = -1;
+            goto done;
+        }
     } else {
         set_arch_keys(w, c);
-        if (tok && tokenizer_gguf_set_keys(w, tok, e)) {
+        if (tokenizer_gguf_set_keys(w, tok, e)) { // tok NULL: the no-vocabulary marker
             rc = -1;
             goto done;
         }
@@ -230,6 +236,10 @@ int model_write_gguf(const Model *m, const Tokenizer *tok, const char *path, con
             data = p;
         }
         rc = gguf_writer_add_tensor(w, t->name, to, t->n_dims, t->ne, data, e);
+        // llama.cpp's gpt2 requires output.weight (no fallback to the tied embedding, unlike llama/qwen2); its own
+        // converter writes the embedding a second time, and so does this one
+        if (rc == 0 && c->arch == ARCH_GPT2 && c->tied_embeddings && strcmp(t->name, "token_embd.weight") == 0)
+            rc = gguf_writer_add_tensor(w, "output.weight", to, t->n_dims, t->ne, data, e);
     }
     if (rc == 0 && c->rope_scaling == ROPE_SCALING_LLAMA3 && !weights_find(&m->w, "rope_freqs.weight")) {
         // llama.cpp stores Llama 3.1 scaling as per-frequency divisors: unscaled inv_freq / scaled inv_freq

@@ -36,7 +36,10 @@ typedef struct ConvertOpts {
 // The dtype model_write_gguf writes tensor t in, under o's rules.
 DType convert_tensor_type(const Model *m, const Tensor *t, const ConvertOpts *o);
 
-// tok may be NULL: the file then has no vocabulary (lossy runs it with --ids; llama.cpp needs one).
+// tok may be NULL: the file then has no vocabulary, marked as llama.cpp reads it (tokenizer.ggml.model = "no_vocab",
+// <arch>.vocab_size); lossy and llama.cpp run it on token ids. A GGUF source keeps its own tokenizer keys; one without
+// a vocabulary takes tok's (or the marker). llama.cpp's gpt2 needs output.weight, so a tied GPT-2 gets the embedding
+// a second time under that name.
 int model_write_gguf(const Model *m, const Tokenizer *tok, const char *path, const ConvertOpts *o, Err *e);
 
 // The permutation llama.cpp's converter applies to Hugging Face q/k rows for the llama architecture: per head, rows

@@ -200,6 +200,12 @@ int tokenizer_finalize(Tokenizer *t, Err *e);
 int tokenizer_load(const char *path, Tokenizer **out, Err *e);
 
 // Formats implemented in this directory (tokenizer_gguf.c, tokenizer_hf.c):
+// A model GGUF without a vocabulary carries tokenizer.ggml.model = TOKENIZER_GGUF_NO_VOCAB (llama.cpp's
+// LLAMA_VOCAB_TYPE_NONE, which reads <arch>.vocab_size instead); loading its tokenizer fails as for a missing key.
+#define TOKENIZER_GGUF_NO_VOCAB "no_vocab"
+// Whether g carries a vocabulary: tokenizer.ggml.model present and not the marker (nor llama.cpp's other spelling
+// of it, "none").
+bool tokenizer_gguf_has_vocab(const GGUFFile *g);
 int tokenizer_load_gguf(const GGUFFile *g, Tokenizer **out, Err *e);
 int tokenizer_load_gguf_path(const char *path, Tokenizer **out, Err *e);
 int tokenizer_load_hf_json(const char *path, Tokenizer **out, Err *e);

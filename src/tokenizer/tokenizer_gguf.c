@@ -28,7 +28,18 @@ static const char *const ROLE_KEYS[TOKEN_ROLE_COUNT] = {
     "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id",
 };
 
+bool tokenizer_gguf_has_vocab(const GGUFFile *g) {
+    const GGUFKV *kv = gguf_find(g, "tokenizer.ggml.model");
+    if (!kv || kv->type != GGUF_TYPE_STRING) return kv != NULL; // a wrongly typed key is an error for load() to report
+    GStr m = kv->v.str;
+    return !(m.len == strlen(TOKENIZER_GGUF_NO_VOCAB) && memcmp(m.ptr, TOKENIZER_GGUF_NO_VOCAB, m.len) == 0) &&
+           !(m.len == 4 && memcmp(m.ptr, "none", 4) == 0);
+}
+
 static int load(const GGUFFile *g, Tokenizer **out, Err *e) {
+    if (!tokenizer_gguf_has_vocab(g))
+        return ERR(e, "no vocabulary in this file (tokenizer.ggml.model %s): it runs on token ids only, or with a "
+                      "tokenizer given separately", gguf_find(g, "tokenizer.ggml.model") ? "is the no-vocabulary marker" : "is missing");
     GStr model;
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, e)) return -1;
     bool spm;

@@ -45,6 +45,10 @@ static const struct {
 };
 
 int tokenizer_gguf_set_keys(GGUFWriter *w, const Tokenizer *t, Err *e) {
+    if (!t) {
+        gguf_writer_set_str(w, "tokenizer.ggml.model", TOKENIZER_GGUF_NO_VOCAB);
+        return 0;
+    }
     size_t n = tokenizer_vocab_size(t);
     if (!n) return ERR(e, "cannot write an empty vocabulary");
     TokenizerKind kind = tokenizer_kind(t);
@@ -121,6 +125,10 @@ int tokenizer_gguf_set_keys(GGUFWriter *w, const Tokenizer *t, Err *e) {
 }
 
 GGUFWriter *tokenizer_gguf_vocab_writer(const Tokenizer *t, const char *name, Err *e) {
+    if (!t) {
+        ERR(e, "a vocabulary-only GGUF needs a tokenizer");
+        return NULL;
+    }
     GGUFWriter *w = gguf_writer_new();
     gguf_writer_set_str(w, "general.architecture", "llama");
     if (name) gguf_writer_set_str(w, "general.name", name);

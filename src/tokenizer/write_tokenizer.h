@@ -16,7 +16,9 @@
 #include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
-// Add the tokenizer.ggml.* keys for a finalized t to w.
+// Add the tokenizer.ggml.* keys for a finalized t to w. t NULL (a model written without a vocabulary): only
+// tokenizer.ggml.model = TOKENIZER_GGUF_NO_VOCAB, the marker llama.cpp needs to load such a file (it refuses a file
+// without the key); the caller writes <arch>.vocab_size.
 int tokenizer_gguf_set_keys(GGUFWriter *w, const Tokenizer *t, Err *e);
 
 // A vocabulary-only GGUF like llama.cpp's models/ggml-vocab-*.gguf: general.architecture = "llama" (llama.cpp

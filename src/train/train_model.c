@@ -691,7 +691,7 @@ GGUFWriter *train_model_gguf_writer(const TrainModel *m, const Tokenizer *tok, c
     gguf_writer_set_f32(w, "llama.rope.freq_base", (float)c->rope_theta);
     gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->rope_dim);
     gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size);
-    if (tok && tokenizer_gguf_set_keys(w, tok, e)) {
+    if (tokenizer_gguf_set_keys(w, tok, e)) { // tok NULL: the no-vocabulary marker llama.cpp needs
         gguf_writer_free(w);
         return NULL;
     }

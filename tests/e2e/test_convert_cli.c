@@ -1,9 +1,11 @@
 // test_convert_cli.c — `lossy convert` then `lossy logits` on every Hugging Face fixture: the converted GGUF gives
 // the reference logits (F32 ≤ 1e-5, F16 storage ≤ 1e-4 relative L2), and quantized conversions stay within the
-// documented tolerances of the reference. Also: `lossy logits` writes a valid .npy, and bad arguments fail clearly.
+// documented tolerances of the reference. Also: `lossy logits` writes a valid .npy, bad arguments fail clearly, and a
+// model converted without a tokenizer carries llama.cpp's no-vocabulary marker and runs by ids.
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "formats/gguf.h"
 #include "formats/npy.h"
 #include "test.h"
 
@@ -109,3 +111,102 @@ TEST(logits_and_convert_usage_errors) {
     buf_free(&out);
     buf_free(&err);
 }
+
+// Whether the GGUF at path has tokenizer.ggml.model == want.
+static bool gguf_tokenizer_model_is(const char *path, const char *want) {
+    GGUFFile g;
+    Err e;
+    if (gguf_open(&g, path, &e)) return false;
+    GStr s;
+    bool ok = gguf_get_str(&g, "tokenizer.ggml.model", &s, &e) == 0 && s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0;
+    gguf_close(&g);
+    return ok;
+}
+
+// A Hugging Face directory without tokenizer files converts to a GGUF that llama.cpp loads: tokenizer.ggml.model is
+// "no_vocab" (llama.cpp refuses a file without the key) next to <arch>.vocab_size, and a tied GPT-2 carries
+// output.weight (llama.cpp's gpt2 requires it). lossy runs the file by ids, gives transformers' greedy tokens (up
+// to the first near-tie), refuses text prompts clearly; converting it again with --tokenizer adds a vocabulary.
+static void check_no_vocab(const char *rel, const char *arch) {
+    const char *p = fixture_path(rel);
+    REQUIRE(p);
+    char dir[4200], path[4300], gguf[4300];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(path, sizeof path, "%s/ref.json", dir);
+    json_t *ref = json_load_file(path, 0, NULL);
+    REQUIRE(ref);
+    snprintf(gguf, sizeof gguf, "%s/nv.gguf", test_tmpdir());
+    Buf out, err, ids;
+    buf_init(&out);
+    buf_init(&err);
+    buf_init(&ids);
+    REQUIREF(run_lossy(NULL, &out, &err, "convert", dir, gguf, "--dtype", "f32", NULL) == 0, "%s", err.data ? err.data : "");
+    CHECKF(gguf_tokenizer_model_is(gguf, "no_vocab"), "%s: tokenizer.ggml.model is not \"no_vocab\"", rel);
+    GGUFFile g;
+    Err e;
+    REQUIREF(gguf_open(&g, gguf, &e) == 0, "%s", e.msg);
+    char key[128];
+    snprintf(key, sizeof key, "%s.vocab_size", arch);
+    uint64_t vocab = 0;
+    CHECKF(gguf_get_uint(&g, key, &vocab, &e) == 0, "%s", e.msg);
+    const GGUFTensor *embd = gguf_find_tensor(&g, "token_embd.weight");
+    CHECK(embd && (uint64_t)embd->ne[1] == vocab);
+    CHECKF(gguf_find_tensor(&g, "output.weight"), "%s: no output.weight", rel);
+    gguf_close(&g);
+
+    json_t *in = json_object_get(ref, "input_ids"), *seq = json_object_get(ref, "greedy_sequence");
+    json_t *margins = json_object_get(ref, "greedy_top2_margins");
+    size_t n_in = json_array_size(in), n_gen = json_array_size(seq) - n_in;
+    for (size_t i = 0; i < n_in; i++) buf_printf(&ids, i ? ",%lld" : "%lld", (long long)json_integer_value(json_array_get(in, i)));
+    char n[16];
+    snprintf(n, sizeof n, "%zu", n_gen);
+    out.len = err.len = 0;
+    int rc = run_lossy(NULL, &out, &err, "run", gguf, "--ids", ids.data, "--print-ids", "--temp", "0", "-n", n, NULL);
+    CHECKF(rc == 0, "run --ids: %s", err.data ? err.data : "");
+    const char *s = out.data ? out.data : "";
+    for (size_t k = 0; k < n_gen && rc == 0; k++) {
+        char *end;
+        long long got = strtoll(s, &end, 10);
+        if (end == s) {
+            CHECKF(false, "%s: only %zu of %zu ids printed", rel, k, n_gen);
+            break;
+        }
+        s = end;
+        long long want = json_integer_value(json_array_get(seq, n_in + k));
+        if (got != want) {
+            // a different token is legitimate only where the reference's top two were nearly tied
+            double margin = json_number_value(json_array_get(margins, k));
+            CHECKF(margin <= 1e-3, "%s: step %zu: %lld, reference %lld (top-2 margin %.3g)", rel, k, got, want, margin);
+            break;
+        }
+    }
+    // a text prompt needs a vocabulary
+    out.len = err.len = 0;
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", gguf, "-p", "hello", "-n", "2", NULL), 1);
+    CHECKF(err.data && strstr(err.data, "no vocabulary"), "%s", err.data ? err.data : "");
+    // a GGUF source without a vocabulary takes the one --tokenizer names (stories260K: the same 512 tokens)
+    if (vocab == 512) {
+        const char *tp = fixture_path("models/stories260K.gguf");
+        REQUIRE(tp);
+        char tok[4300], withtok[4300];
+        snprintf(tok, sizeof tok, "%s", tp);
+        snprintf(withtok, sizeof withtok, "%s/tok.gguf", test_tmpdir());
+        out.len = err.len = 0;
+        CHECK_EQ_INT(run_lossy(NULL, &out, &err, "convert", gguf, withtok, "--dtype", "f32", "--tokenizer", tok, NULL), 0);
+        CHECKF(gguf_tokenizer_model_is(withtok, "llama"), "%s: --tokenizer not written", rel);
+        out.len = err.len = 0;
+        CHECK_EQ_INT(run_lossy(NULL, &out, &err, "run", withtok, "-p", "Once", "-n", "2", "--temp", "0", NULL), 0);
+    }
+    // a --tokenizer that does not load is an error, not a file silently written without one
+    snprintf(path, sizeof path, "%s/none.gguf", test_tmpdir());
+    out.len = err.len = 0;
+    CHECK_EQ_INT(run_lossy(NULL, &out, &err, "convert", gguf, path, "--tokenizer", "/nonexistent/tokenizer.bin", NULL), 1);
+    CHECK(!path_exists(path));
+    buf_free(&out);
+    buf_free(&err);
+    buf_free(&ids);
+    json_decref(ref);
+}
+
+TEST(convert_without_tokenizer_gpt2) { check_no_vocab("hf/gpt2_f32", "gpt2"); }
+TEST(convert_without_tokenizer_llama) { check_no_vocab("hf/llama_gqa_f32", "llama"); }

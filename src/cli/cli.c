@@ -86,6 +86,14 @@ int64_t cli_flag_int(const CliArgs *a, const char *name) {
     parse_i64(cli_flag_str(a, name), &v);
     return v;
 }
+int cli_flag_threads(const CliArgs *a, int *n) {
+    *n = 0;
+    if (!cli_flag_given(a, "threads")) return EXIT_OK;
+    int64_t t = cli_flag_int(a, "threads");
+    if (t < 1 || t > 512) return cli_errorf(EXIT_USAGE, NULL, "--threads must be between 1 and 512, got %lld", (long long)t);
+    *n = (int)t;
+    return EXIT_OK;
+}
 double cli_flag_float(const CliArgs *a, const char *name) {
     double v = 0;
     parse_f64(cli_flag_str(a, name), &v);

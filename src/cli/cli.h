@@ -66,6 +66,9 @@ const char *cli_flag_str(const CliArgs *a, const char *name); // value, else def
 int64_t cli_flag_int(const CliArgs *a, const char *name);     // value, else default, else 0 (validated at parse)
 double cli_flag_float(const CliArgs *a, const char *name);
 size_t cli_flag_list(const CliArgs *a, const char *name, char ***values);
+// --threads: *n = the given count (1 .. 512), or 0 when not given (the caller's default, e.g. all cores). A value
+// out of range prints the usage error and returns EXIT_USAGE; every command reads the flag through this.
+int cli_flag_threads(const CliArgs *a, int *n);
 
 // Print `lossy: error: <msg> (<context>)` to stderr; context may be NULL. Returns EXIT_RUNTIME.
 int cli_fail(const Err *e, const char *context);

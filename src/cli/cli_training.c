@@ -85,9 +85,8 @@ int cli_training_opts(const CliArgs *a, const char *ctx, const char *const *othe
 }
 
 int cli_training_threads(const CliArgs *a, const char *ctx, int *threads) {
-    int64_t t = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : cpu_features()->n_cores;
-    if (t < 1 || t > 512) return cli_errorf(EXIT_USAGE, ctx, "--threads must be between 1 and 512");
-    *threads = (int)t;
+    if (cli_flag_threads(a, threads) != EXIT_OK) return EXIT_USAGE;
+    if (*threads == 0) *threads = cpu_features()->n_cores;
     return EXIT_OK;
 }
 

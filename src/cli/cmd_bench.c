@@ -405,9 +405,11 @@ out:
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     bool machine = cli_flag_bool(a, "machine");
     if (machine == (a->n_pos == 1)) return cli_errorf(EXIT_USAGE, "lossy bench --help", "give either MODEL or --machine");
-    ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
+    ThreadPool *pool = threadpool_new(n_threads);
     int rc = EXIT_OK;
     if (machine) {
         double bw = measure_bandwidth(pool, (size_t)1 << 30, true), bw4k = measure_bandwidth(pool, (size_t)1 << 30, false);

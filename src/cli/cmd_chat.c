@@ -184,6 +184,8 @@ static int command(ChatSession *cs, const char *line) {
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *path = a->pos[0];
     Err e;
     int64_t n_predict = cli_flag_int(a, "n-predict");
@@ -219,8 +221,7 @@ static int run(const CliArgs *a) {
         model_free(&m);
         return rc;
     }
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : 0;
-    ThreadPool *pool = threadpool_new((int)threads);
+    ThreadPool *pool = threadpool_new(n_threads);
     ModelState s;
     if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
         threadpool_free(pool);

@@ -45,8 +45,9 @@ static int run(const CliArgs *a) {
     if (!(vf >= 0 && vf <= 0.5)) return cli_errorf(EXIT_USAGE, ctx, "--val-fraction must be between 0 and 0.5, got %g", vf);
     int64_t shard = cli_flag_int(a, "shard-tokens");
     if (shard < 1024) return cli_errorf(EXIT_USAGE, ctx, "--shard-tokens must be at least 1024, got %lld", (long long)shard);
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : cpu_features()->n_cores;
-    if (threads < 1 || threads > 512) return cli_errorf(EXIT_USAGE, ctx, "--threads must be between 1 and 512");
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
+    int64_t threads = n_threads ? n_threads : cpu_features()->n_cores;
     const char *sep = cli_flag_str(a, "doc-sep");
     if (sep && !*sep) return cli_errorf(EXIT_USAGE, ctx, "--doc-sep must not be empty");
 

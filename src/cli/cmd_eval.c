@@ -70,7 +70,9 @@ static int scorer_open(Scorer *sc, const CliArgs *a, const char *mpath) {
     if ((int64_t)tokenizer_vocab_size(sc->tok) > sc->m.cfg.vocab_size)
         return cli_errorf(EXIT_RUNTIME, tsrc, "the vocabulary has %zu tokens, the model %lld", tokenizer_vocab_size(sc->tok),
                           (long long)sc->m.cfg.vocab_size);
-    sc->pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
+    sc->pool = threadpool_new(n_threads);
     sc->ctx = cli_flag_int(a, "ctx");
     if (model_state_init(&sc->s, &sc->m, sc->ctx, sc->pool, &e)) return cli_fail(&e, mpath);
     sc->state_ok = true;
@@ -83,8 +85,8 @@ static int scorer_open(Scorer *sc, const CliArgs *a, const char *mpath) {
 
 static int check_ctx(const CliArgs *a) {
     if (cli_flag_int(a, "ctx") < 2) return cli_errorf(EXIT_USAGE, "--ctx", "the window must be at least 2 tokens");
-    if (cli_flag_given(a, "threads") && (cli_flag_int(a, "threads") < 1 || cli_flag_int(a, "threads") > 512))
-        return cli_errorf(EXIT_USAGE, "--threads", "must be between 1 and 512");
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     return EXIT_OK;
 }
 

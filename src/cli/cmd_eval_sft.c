@@ -70,14 +70,14 @@ static json_t *tally_json(const SftEvalTally *t) {
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *mpath = a->pos[0], *tpath = a->pos[1];
     int64_t max_tokens = cli_flag_int(a, "max-tokens"), show = cli_flag_int(a, "show"), limit = cli_flag_int(a, "limit");
     if (max_tokens < 1) return cli_errorf(EXIT_USAGE, "--max-tokens", "must be at least 1");
     if (show < 0) return cli_errorf(EXIT_USAGE, "--show", "must be >= 0");
     if (limit < 0) return cli_errorf(EXIT_USAGE, "--limit", "must be >= 0");
     if (cli_flag_int(a, "ctx") < 0) return cli_errorf(EXIT_USAGE, "--ctx", "must be >= 0");
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : 0;
-    if (threads < 0 || threads > 512) return cli_errorf(EXIT_USAGE, "--threads", "must be between 1 and 512");
     Err e;
     // the test set first: a malformed file fails before the model is loaded
     SftEvalSet set;
@@ -115,7 +115,7 @@ static int run(const CliArgs *a) {
         }
         chat_ok = true;
     }
-    pool = threadpool_new((int)threads);
+    pool = threadpool_new(n_threads);
     if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
         rc = cli_fail(&e, mpath);
         goto out;

@@ -17,6 +17,8 @@ static const CliFlag FLAGS[] = {
 };
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *path = a->pos[0];
     if (!cli_flag_given(a, "ids")) return cli_errorf(EXIT_USAGE, "--ids", "token ids are required");
     if (!cli_flag_given(a, "out")) return cli_errorf(EXIT_USAGE, "--out", "an output file is required");
@@ -35,7 +37,7 @@ static int run(const CliArgs *a) {
         model_free(&m);
         return rc;
     }
-    ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
+    ThreadPool *pool = threadpool_new(n_threads);
     ModelState s;
     const int64_t V = m.cfg.vocab_size;
     float *logits = NULL; // (T, V)

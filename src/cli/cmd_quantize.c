@@ -38,6 +38,8 @@ static void on_tensor(void *ctx, const char *name, DType from, DType to, size_t 
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *in = a->pos[0], *out = a->pos[1], *tname = cli_flag_str(a, "type");
     int ti = -1;
     for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
@@ -48,10 +50,11 @@ static int run(const CliArgs *a) {
     if (model_load(&m, in, &e)) return cli_fail(&e, in);
     Tokenizer *tok = NULL;
     if (tokenizer_load(in, &tok, &e)) {
-        fprintf(stderr, "lossy: warning: no tokenizer written (%s); the file runs with --ids only\n", e.msg);
+        fprintf(stderr, "lossy: warning: no tokenizer written (%s); the file is marked as having no vocabulary "
+                        "(tokenizer.ggml.model = no_vocab) and runs on token ids only (run --ids ... --print-ids)\n", e.msg);
         tok = NULL;
     }
-    ThreadPool *pool = threadpool_new(cli_flag_given(a, "threads") ? (int)cli_flag_int(a, "threads") : 0);
+    ThreadPool *pool = threadpool_new(n_threads);
     Report rep = {.verbose = cli_flag_bool(a, "verbose")};
     for (size_t i = 0; i < m.w.n; i++) rep.bytes_in += m.w.t[i].nbytes;
     ConvertOpts o = {.dtype = TYPES[ti].dtype, .mix = TYPES[ti].mix, .pool = pool, .on_tensor = on_tensor, .ctx = &rep};

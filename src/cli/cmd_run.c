@@ -35,6 +35,8 @@ static bool emit_stdout(void *ctx, const char *text, size_t len) {
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *path = a->pos[0];
     Err e;
     // prompt text
@@ -100,8 +102,7 @@ static int run(const CliArgs *a) {
         }
         token_ids_push(&ids, start);
     }
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : 0;
-    ThreadPool *pool = threadpool_new((int)threads);
+    ThreadPool *pool = threadpool_new(n_threads);
     ModelState s;
     if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
         threadpool_free(pool);

@@ -64,6 +64,8 @@ static char *find_web_dir(const CliArgs *a) {
 }
 
 static int run(const CliArgs *a) {
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
     const char *path = a->pos[0];
     Err e;
     ServeOpts o;
@@ -155,8 +157,7 @@ static int run(const CliArgs *a) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : 0;
-    ThreadPool *pool = threadpool_new((int)threads);
+    ThreadPool *pool = threadpool_new(n_threads);
     Server *srv;
     if (server_start(&srv, &m, tok, &chat, pool, &o, &e)) {
         rc = cli_fail(&e, path);

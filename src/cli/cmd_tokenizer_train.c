@@ -100,10 +100,11 @@ static int run(const CliArgs *a) {
     if (vocab < 1 || vocab > (int64_t)TOKENIZER_MAX_VOCAB)
         return cli_errorf(EXIT_USAGE, ctx, "--vocab-size must be between 1 and %d, got %lld", TOKENIZER_MAX_VOCAB, (long long)vocab);
     if (minf < 1) return cli_errorf(EXIT_USAGE, ctx, "--min-frequency must be at least 1, got %lld", (long long)minf);
-    int64_t threads = cli_flag_given(a, "threads") ? cli_flag_int(a, "threads") : cpu_features()->n_cores;
-    if (threads < 1) return cli_errorf(EXIT_USAGE, ctx, "--threads must be at least 1, got %lld", (long long)threads);
-    if (threads > 8 && !cli_flag_given(a, "threads")) threads = 8;
-    if (threads > 64) threads = 64;
+    int n_threads;
+    if (cli_flag_threads(a, &n_threads) != EXIT_OK) return EXIT_USAGE;
+    int64_t threads = n_threads ? n_threads : cpu_features()->n_cores;
+    if (threads > 8 && !n_threads) threads = 8;
+    if (threads > 64) threads = 64; // counting words scales no further
 
     BpeTrainOptions o;
     bpe_train_options_default(&o);

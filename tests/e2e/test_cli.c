@@ -60,6 +60,20 @@ TEST(cli_usage_errors_exit_2) {
     CHECK(err.data && strstr(err.data, "unknown option '--no-such-flag' (lossy info --help)"));
     err.len = 0;
     CHECK_EQ_INT(run_lossy(NULL, &out, &err, "info", "--json=1", "x", NULL), 2);
+    // --threads is checked the same way by every command that takes it, before any file is read
+    const char *with_threads[][3] = {{"run", "m.gguf", NULL}, {"chat", "m.gguf", NULL}, {"serve", "m.gguf", NULL},
+                                     {"bench", "m.gguf", NULL}, {"logits", "m.gguf", NULL}, {"eval", "ppl", "m.gguf"}};
+    for (size_t i = 0; i < sizeof with_threads / sizeof with_threads[0]; i++) {
+        const char *bad[] = {"0", "-1", "513"};
+        for (size_t b = 0; b < 3; b++) {
+            err.len = 0;
+            const char *const *c = with_threads[i];
+            int rc = c[2] ? run_lossy(NULL, &out, &err, c[0], c[1], c[2], "x.txt", "--threads", bad[b], NULL)
+                          : run_lossy(NULL, &out, &err, c[0], c[1], "--threads", bad[b], NULL);
+            CHECK_EQ_INT(rc, 2);
+            CHECK(err.data && strstr(err.data, "lossy: error: --threads must be between 1 and 512"));
+        }
+    }
     buf_free(&out);
     buf_free(&err);
 }

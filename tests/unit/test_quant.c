@@ -285,7 +285,7 @@ TEST(quant_roundtrip_error_bounds) {
     // Bounds: a uniform quantizer's error is step / sqrt(12); for Gaussian blocks the step is about
     // 2 * 2.2 sigma / levels (Q8_0: 0.53%, Q4_0: ~8%, Q4_K: ~7%, Q5_K: ~3.5%, Q6_K: ~1.7%), and the searches must
     // do better than plain min/max scales (measured: Q8_0 0.49%, Q4_0 8.1%, Q4_K 7.1%, Q5_K 3.6%, Q6_K 1.7%).
-    CHECKF(q8 < 0.005 && q8 < q8n, "q8_0 rel rmse %g (naive %g)", q8, q8n);
+    CHECKF(q8 < 0.0053 && q8 < q8n, "q8_0 rel rmse %g (naive %g)", q8, q8n); // 0.0049-0.0050 over draws
     CHECKF(q4 < 0.10, "q4_0 rel rmse %g", q4);
     CHECKF(k4 < 0.085, "q4_K rel rmse %g", k4);
     CHECKF(k5 < 0.042, "q5_K rel rmse %g", k5);

@@ -134,8 +134,7 @@ struct CudaSeq {
 static void *g_track(CudaModel *g, void *p) {
     if (g->n_allocs == g->cap_allocs) {
         size_t cap = g->cap_allocs ? g->cap_allocs * 2 : 64;
-        void **a = (void **)realloc(g->allocs, cap * sizeof *a);
-        if (!a) abort();
+        void **a = (void **)xrealloc(g->allocs, cap * sizeof *a);
         g->allocs = a, g->cap_allocs = cap;
     }
     return g->allocs[g->n_allocs++] = p;
@@ -234,10 +233,9 @@ static int gmat_upload(CudaModel *g, GMat *m, int64_t row0, const CudaMat *src, 
     int64_t batch = (int64_t)((size_t)(64u << 20) / (size_t)m->ld);
     if (batch < 1) batch = 1;
     if (batch > src->rows) batch = src->rows;
-    uint8_t *hq = (uint8_t *)malloc((size_t)batch * (size_t)m->ld);
-    uint16_t *hd = (uint16_t *)malloc((size_t)batch * (size_t)nsb * 2 + 2);
-    float *tmp = (float *)malloc((size_t)kp * sizeof(float));
-    if (!hq || !hd || !tmp) abort();
+    uint8_t *hq = (uint8_t *)xmalloc((size_t)batch * (size_t)m->ld);
+    uint16_t *hd = (uint16_t *)xmalloc((size_t)batch * (size_t)nsb * 2 + 2);
+    float *tmp = (float *)xmalloc((size_t)kp * sizeof(float));
     int rc = 0;
     for (int64_t r0 = 0; r0 < src->rows && rc == 0; r0 += batch) {
         const int64_t nr = src->rows - r0 < batch ? src->rows - r0 : batch;
@@ -379,8 +377,7 @@ static int upload_layer(CudaModel *g, GLayer *G, const CudaLayerDesc *l, const C
         if (gmat_stack(g, &G->wqkv, parts, 3, d, e)) return -1;
         if (l->bq || l->bk || l->bv) {
             if (!l->bq || !l->bk || !l->bv) return ERR(e, "q/k/v biases must all be present or all absent");
-            float *b = (float *)malloc((size_t)g->QKV * sizeof(float));
-            if (!b) abort();
+            float *b = (float *)xmalloc((size_t)g->QKV * sizeof(float));
             memcpy(b, l->bq, (size_t)(H * hd) * sizeof(float));
             memcpy(b + H * hd, l->bk, (size_t)(Hkv * hd) * sizeof(float));
             memcpy(b + (H + Hkv) * hd, l->bv, (size_t)(Hkv * hd) * sizeof(float));
@@ -406,8 +403,7 @@ extern "C" int cuda_model_create(const CudaModelDesc *d, CudaModel **out, Err *e
     int n = 0;
     CU_TRY(e, cudaGetDeviceCount(&n));
     if (n < 1) return ERR(e, "no CUDA device");
-    CudaModel *g = (CudaModel *)calloc(1, sizeof *g);
-    if (!g) abort();
+    CudaModel *g = (CudaModel *)xcalloc(1, sizeof *g);
     pthread_mutex_init(&g->mu, NULL);
     int rc = -1;
     do {
@@ -479,8 +475,7 @@ extern "C" int cuda_model_create(const CudaModelDesc *d, CudaModel **out, Err *e
         if (d->output.data == d->tok_embd.data) g->out = g->tok;
         else if (gmat_one(g, &g->out, &d->output, -1, d, e)) break;
         if (up_vec(g, &g->out_norm, d->output_norm, g->C, e) || up_vec(g, &g->out_norm_b, d->output_norm_b, g->C, e)) break;
-        g->layers = (GLayer *)calloc((size_t)g->L, sizeof(GLayer));
-        if (!g->layers) abort();
+        g->layers = (GLayer *)xcalloc((size_t)g->L, sizeof(GLayer));
         int64_t l = 0;
         for (; l < g->L; l++)
             if (upload_layer(g, &g->layers[l], &d->layers[l], d, e)) {
@@ -512,8 +507,7 @@ extern "C" int cuda_seq_create(CudaModel *g, int64_t n_ctx, CudaSeq **out, Err *
     if (n_ctx < 1) return ERR(e, "context of %lld positions", (long long)n_ctx);
     size_t per;
     if (bytes_of(g->L * g->Hkv, n_ctx * g->hd, sizeof(float), &per, e)) return -1;
-    CudaSeq *s = (CudaSeq *)calloc(1, sizeof *s);
-    if (!s) abort();
+    CudaSeq *s = (CudaSeq *)xcalloc(1, sizeof *s);
     s->g = g, s->n_ctx = n_ctx;
     cudaError_t ce = cudaMalloc((void **)&s->k, per);
     if (ce == cudaSuccess) ce = cudaMalloc((void **)&s->v, per);
@@ -568,8 +562,7 @@ static int ensure_decode(CudaModel *g, int64_t S, Err *e) {
     CU_TRY(e, cudaMallocHost((void **)&g->h_seq, (size_t)n * sizeof(SeqDev)));
     if (bytes_of(n, g->V, sizeof(float), &b, e)) return -1;
     CU_TRY(e, cudaMallocHost((void **)&g->h_logits, b));
-    g->graphs = (cudaGraphExec_t *)calloc((size_t)n + 1, sizeof(cudaGraphExec_t));
-    if (!g->graphs) abort();
+    g->graphs = (cudaGraphExec_t *)xcalloc((size_t)n + 1, sizeof(cudaGraphExec_t));
     g->smax = n;
     return 0;
 }
@@ -582,13 +575,16 @@ static void prof_begin(CudaModel *g, const char *kind, double bytes, double flop
     if (!g->prof) return;
     if (g->npend == g->pcap) {
         const int cap = g->pcap ? 2 * g->pcap : 256;
-        cudaEvent_t *ev = (cudaEvent_t *)realloc(g->pev, 2 * (size_t)cap * sizeof *ev);
-        const char **k = (const char **)realloc(g->pkind, (size_t)cap * sizeof *k);
-        double *by = (double *)realloc(g->pbytes, (size_t)cap * sizeof *by), *fl = (double *)realloc(g->pflops, (size_t)cap * sizeof *fl);
-        if (!ev || !k || !by || !fl) abort();
+        cudaEvent_t *ev = (cudaEvent_t *)xrealloc(g->pev, 2 * (size_t)cap * sizeof *ev);
+        const char **k = (const char **)xrealloc(g->pkind, (size_t)cap * sizeof *k);
+        double *by = (double *)xrealloc(g->pbytes, (size_t)cap * sizeof *by), *fl = (double *)xrealloc(g->pflops, (size_t)cap * sizeof *fl);
         g->pev = ev, g->pkind = k, g->pbytes = by, g->pflops = fl;
         for (int i = 2 * g->pcap; i < 2 * cap; i++)
-            if (cudaEventCreate(&g->pev[i]) != cudaSuccess) abort();
+            if (cudaEventCreate(&g->pev[i]) != cudaSuccess) { // profiling is optional: stop it rather than fail the run
+                while (i-- > 2 * g->pcap) cudaEventDestroy(g->pev[i]);
+                g->prof = 0;
+                return;
+            }
         g->pcap = cap;
     }
     g->pkind[g->npend] = kind, g->pbytes[g->npend] = bytes, g->pflops[g->npend] = flops;
@@ -1101,9 +1097,8 @@ extern "C" int cuda_attn_decode_run(int64_t H, int64_t Hkv, int64_t hd, int rope
         if (n_ctx[i] > max_ctx) max_ctx = n_ctx[i];
     }
     const int64_t QKV = (H + 2 * Hkv) * hd;
-    float **dk = (float **)calloc((size_t)nseq, sizeof *dk), **dv = (float **)calloc((size_t)nseq, sizeof *dv);
-    SeqDev *hs = (SeqDev *)calloc((size_t)nseq, sizeof *hs);
-    if (!dk || !dv || !hs) abort();
+    float **dk = (float **)xcalloc((size_t)nseq, sizeof *dk), **dv = (float **)xcalloc((size_t)nseq, sizeof *dv);
+    SeqDev *hs = (SeqDev *)xcalloc((size_t)nseq, sizeof *hs);
     SeqDev *ds = NULL;
     float *dqkv = NULL, *dout = NULL, *dpart = NULL;
     float2 *dcs = NULL;
@@ -1155,8 +1150,7 @@ extern "C" int cuda_attn_decode_run(int64_t H, int64_t Hkv, int64_t hd, int rope
             ERR(e, "CUDA: attention test caches back");
             break;
         }
-        hcnt = (int *)calloc((size_t)(nseq * Hkv), sizeof *hcnt);
-        if (!hcnt) abort();
+        hcnt = (int *)xcalloc((size_t)(nseq * Hkv), sizeof *hcnt);
         T_CU(cudaMemcpy(hcnt, dcnt, (size_t)(nseq * Hkv) * sizeof(int), cudaMemcpyDeviceToHost));
         for (i = 0; i < nseq * Hkv; i++)
             if (hcnt[i] != 0) break;

@@ -179,6 +179,13 @@ int filemap_open(FileMap *m, const char *path, Err *e) {
     return 0;
 }
 
+void filemap_drop(const FileMap *m, const void *p, size_t n) {
+    const uintptr_t b = (uintptr_t)m->data, q = (uintptr_t)p, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (!m->data || q < b || q - b > m->size || n > m->size - (q - b)) return;
+    uintptr_t lo = (q + page - 1) / page * page, hi = (q + n) / page * page;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 void filemap_close(FileMap *m) {
     if (m->data) munmap((void *)m->data, m->size);
     free(m->path);

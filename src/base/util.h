@@ -64,6 +64,10 @@ typedef struct FileMap {
 } FileMap;
 int filemap_open(FileMap *m, const char *path, Err *e);
 void filemap_close(FileMap *m);
+// Give back the whole pages of [p, p + n) that lie inside the map (nothing when the range is elsewhere): they are
+// clean file pages, so a later read faults them in again from the file. For tensors copied into another layout at
+// load, so their bytes do not stay resident twice.
+void filemap_drop(const FileMap *m, const void *p, size_t n);
 
 // Write a file atomically: data goes to "<path>.tmp.<pid>", is fsync'ed, then renamed over path, so a reader (or a
 // crash) never sees a half-written file. The writer callback may be called once; it returns 0 or -1 with e filled.

@@ -245,6 +245,16 @@ static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size
     return copy_rule((DType)t->type, tensor_rows(t), t->ne[0], t->nbytes, repack, copy, bytes);
 }
 
+// The file pages of tensor t, when t lies in the model's mapped file(s): given back once t has a copy that every
+// product reads instead (F32 panels), so a model is not resident twice. Reads of t->data still work (the GPU upload,
+// the tied embedding's row lookups): they fault the pages in again.
+static void drop_source(const Model *m, const Tensor *t) {
+    if (m->format == MODEL_FORMAT_GGUF) filemap_drop(&m->gguf.map, t->data, t->nbytes);
+    else if (m->format == MODEL_FORMAT_HF && m->st.maps)
+        for (size_t i = 0; i < m->st.n_shards; i++) filemap_drop(&m->st.maps[i], t->data, t->nbytes);
+    else if (m->format == MODEL_FORMAT_LLAMA2C && m->l2c) filemap_drop(&((const Llama2cFile *)m->l2c)->map, t->data, t->nbytes);
+}
+
 static void repack_weights(Model *m) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
     m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
@@ -274,6 +284,7 @@ static void repack_weights(Model *m) {
         case COPY_PANELS:
             wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
             m->repacked[i] = at;
+            drop_source(m, t);
             break;
         case COPY_X4:
             quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);

@@ -106,3 +106,48 @@ TEST(buf_grows) {
     CHECK(b.data[b.len] == 0);
     buf_free(&b);
 }
+
+// Resident kB of the mapping that starts at addr (from /proc/self/smaps), or -1.
+static long mapping_rss_kb(const void *addr) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    bool in = false;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) in = lo == (unsigned long)(uintptr_t)addr;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1) break;
+    }
+    fclose(f);
+    return kb;
+}
+
+// filemap_drop gives back the whole pages of a range inside the map (they read the same afterwards: faulted in again
+// from the file) and ignores ranges outside it.
+TEST(filemap_drop_gives_pages_back) {
+    const size_t n = (size_t)4 << 20;
+    uint8_t *data = xmalloc(n);
+    for (size_t i = 0; i < n; i++) data[i] = (uint8_t)(i * 131 + (i >> 12));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/map.bin", test_tmpdir());
+    Err e;
+    REQUIRE(file_write_atomic_bytes(path, data, n, &e) == 0);
+    FileMap m;
+    REQUIRE(filemap_open(&m, path, &e) == 0);
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < n; i += 4096) sink ^= m.data[i]; // touch every page
+    long before = mapping_rss_kb(m.data);
+    filemap_drop(&m, m.data + 100, n - 200); // all pages but the first and the last
+    long after = mapping_rss_kb(m.data);
+    CHECKF(before >= 4000 && after >= 0 && after <= 16, "rss %ld kB before, %ld kB after", before, after);
+    CHECK(memcmp(m.data, data, n) == 0);
+    uint8_t *heap = xmalloc(8192);
+    memset(heap, 7, 8192);
+    filemap_drop(&m, heap, 8192);                 // not in the map: untouched
+    filemap_drop(&m, m.data + n - 10, 4096);      // runs past the end: ignored
+    CHECK(heap[0] == 7 && heap[8191] == 7 && m.data[n - 1] == data[n - 1]);
+    free(heap);
+    filemap_close(&m);
+    free(data);
+}

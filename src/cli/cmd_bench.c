@@ -7,8 +7,9 @@
 //                                         --repeat runs after a warm-up; as llama-bench, the prompt is processed in
 //                                         one call and generation starts from an empty context), generation as a
 //                                         fraction of the bandwidth at which the bytes it reads per token can be read
-//                                         where they lie (weight bytes per token / GB/s), prompt processing as a
-//                                         fraction of the GEMM peak
+//                                         where they lie (weight bytes per token / GB/s) and of the machine's memory
+//                                         bandwidth (a model that fits in the cache exceeds it), prompt processing as
+//                                         a fraction of the GEMM peak
 // Speed is measured here, never asserted in tests; bench/RESULTS*.md record figures with their commands.
 //
 // The read bandwidth is what a well-written kernel can get: every thread streams its own contiguous part with
@@ -39,7 +40,7 @@ static const CliFlag FLAGS[] = {
     {"gen", 'n', FLAG_INT, "N", "128", "tokens to generate"},
     {"threads", 't', FLAG_INT, "N", NULL, "threads (default: all cores)"},
     {"repeat", 'r', FLAG_INT, "R", "3", "measured runs (after one warm-up)"},
-    {"bandwidth", 0, FLAG_FLOAT, "GB/s", NULL, "use this bandwidth instead of measuring it"},
+    {"bandwidth", 0, FLAG_FLOAT, "GB/s", NULL, "use this bandwidth instead of measuring it (skips both read measurements)"},
     {"json", 0, FLAG_BOOL, NULL, NULL, "print machine-readable JSON"},
     CLI_DEVICE_FLAG,
     {NULL, 0, 0, NULL, NULL, NULL},
@@ -336,6 +337,9 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
         free(ptr);
         free(len);
     }
+    // The machine's memory bandwidth too: for a model that fits in the cache the bytes' own read rate above is the
+    // cache's, so both fractions are reported.
+    double dram = m.gpu || cli_flag_given(a, "bandwidth") ? 0 : measure_bandwidth(pool, (size_t)1 << 30, true);
     bool quantized;
     double macs = model_macs_per_token(&m, &quantized);
     const char *gemm_path = "f32";
@@ -368,7 +372,7 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
     }
     if (rc == EXIT_OK) {
         Spread P = spread(pp, (int)reps), G = spread(tg, (int)reps);
-        double frac = bw > 0 ? G.med * bytes / (bw * 1e9) : 0;
+        double frac = bw > 0 ? G.med * bytes / (bw * 1e9) : 0, dram_frac = dram > 0 ? G.med * bytes / (dram * 1e9) : 0;
         double pp_gops = P.med * 2 * macs / 1e9, pp_frac = peak > 0 ? pp_gops / peak : 0;
         if (cli_flag_bool(a, "json")) {
             json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:f, s:[f,f], s:f, s:[f,f], s:f, s:f, s:f, s:f, s:s, s:f}", "model", path,
@@ -377,6 +381,10 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
                                   G.med, "tg_range", G.lo, G.hi, "bandwidth_gb_s", bw, "tg_bandwidth_fraction", frac,
                                   "pp_gop_s", pp_gops, "gemm_peak_gop_s", peak, "gemm_path", gemm_path, "pp_gemm_fraction", pp_frac);
             json_object_set_new(j, "device", json_string(model_device_name(&m)));
+            if (dram > 0) {
+                json_object_set_new(j, "dram_bandwidth_gb_s", json_real(dram));
+                json_object_set_new(j, "tg_dram_fraction", json_real(dram_frac));
+            }
             char *txt = json_dumps(j, JSON_INDENT(2));
             puts(txt);
             free(txt);
@@ -387,6 +395,9 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
             printf("prompt processing: %8.1f tok/s (range %.1f .. %.1f, %lld tokens, %lld runs)\n", P.med, P.lo, P.hi, (long long)np, (long long)reps);
             printf("generation:        %8.1f tok/s (range %.1f .. %.1f, %lld tokens)\n", G.med, G.lo, G.hi, (long long)ng);
             if (bw > 0) printf("generation reads %.1f GB/s = %.0f%% of the measured %.1f GB/s read bandwidth\n", G.med * bytes / 1e9, 100 * frac, bw);
+            if (dram > 0)
+                printf("                   = %.0f%% of the machine's memory bandwidth (%.1f GB/s, 1 GiB in huge pages)%s\n", 100 * dram_frac,
+                       dram, bw > 1.2 * dram ? "; the weights fit in the cache" : "");
             if (peak > 0)
                 printf("prompt processing computes %.0f GOP/s = %.0f%% of the measured %s GEMM peak (%.0f GOP/s)\n", pp_gops,
                        100 * pp_frac, quantized || m.gpu ? gemm_path : "f32", peak);

@@ -164,9 +164,10 @@ static int print_json(const GGUFFile *g, const Summary *s, bool tensors, const M
     }
     json_object_set_new(root, "tensor_types", types);
     if (plan->total) {
-        json_object_set_new(root, "memory_plan", json_pack("{s:I, s:I, s:I, s:I, s:I}", "n_ctx", (json_int_t)plan->n_ctx, "weights_bytes",
-                                                           (json_int_t)plan->weights, "copies_bytes", (json_int_t)plan->copies,
-                                                           "kv_cache_bytes", (json_int_t)plan->kv_cache, "total_bytes", (json_int_t)plan->total));
+        json_object_set_new(root, "memory_plan", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "n_ctx", (json_int_t)plan->n_ctx, "weights_bytes",
+                                                           (json_int_t)plan->weights, "weights_released_bytes", (json_int_t)plan->released,
+                                                           "copies_bytes", (json_int_t)plan->copies, "kv_cache_bytes", (json_int_t)plan->kv_cache,
+                                                           "total_bytes", (json_int_t)plan->total));
     } else {
         json_object_set_new(root, "memory_plan", json_null());
         json_object_set_new(root, "memory_plan_unavailable", json_string(why->msg));
@@ -212,12 +213,15 @@ static void print_text(const GGUFFile *g, const Summary *s, bool tensors, const 
     for (int t = 0; t < DT_COUNT; t++)
         if (s->count_by_type[t])
             printf("  %-8s     %" PRIu64 " tensors, %" PRIu64 " bytes\n", dtype_name((uint32_t)t), s->count_by_type[t], s->bytes_by_type[t]);
-    if (plan->total)
-        printf("memory plan:   %.1f MB at a %lld-token context = weights %.1f MB (mmapped) + load-time copies %.1f MB (kernel "
-               "layouts) + KV cache %.1f MB (f32, one sequence)\n",
-               mb(plan->total), (long long)plan->n_ctx, mb(plan->weights), mb(plan->copies), mb(plan->kv_cache));
-    else
+    if (plan->total) {
+        printf("memory plan:   %.1f MB at a %lld-token context = weights %.1f MB (mmapped", mb(plan->total), (long long)plan->n_ctx,
+               mb(plan->weights));
+        if (plan->released) printf(", %.1f MB of them given back once packed", mb(plan->released));
+        printf(") + load-time copies %.1f MB (kernel layouts) + KV cache %.1f MB (f32, one sequence)\n", mb(plan->copies),
+               mb(plan->kv_cache));
+    } else {
         printf("memory plan:   none: %s\n", why->msg);
+    }
     printf("hyper-parameters:\n");
     for (size_t i = 0; i < g->n_kv; i++) {
         if (!is_hparam(s, g->kv[i].key)) continue;

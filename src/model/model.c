@@ -1192,15 +1192,17 @@ int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err 
         // decoding matrices: every 2-D tensor but learned positions and an untied token embedding (only looked up)
         bool decode = t->n_dims >= 2 && strcmp(t->name, "position_embd.weight") != 0 && !(t == tok && out);
         size_t bytes;
-        if (decode && copy_rule((DType)t->type, (int64_t)(t->n_elements / (uint64_t)(t->ne[0] ? t->ne[0] : 1)), (int64_t)t->ne[0],
-                                t->nbytes, repack, copy, &bytes) != COPY_NONE)
-            p->copies += (bytes + 4095) / 4096 * 4096;
+        CopyKind kind = decode ? copy_rule((DType)t->type, (int64_t)(t->n_elements / (uint64_t)(t->ne[0] ? t->ne[0] : 1)),
+                                           (int64_t)t->ne[0], t->nbytes, repack, copy, &bytes)
+                               : COPY_NONE;
+        if (kind != COPY_NONE) p->copies += (bytes + 4095) / 4096 * 4096;
+        if (kind == COPY_PANELS) p->released += t->nbytes; // drop_source
     }
     size_t kv;
     if (!size_mul((size_t)c.n_layer, (size_t)p->n_ctx, &kv) || !size_mul(kv, (size_t)(c.n_head_kv * c.head_dim), &kv) ||
         !size_mul(kv, 2 * sizeof(float), &kv))
         return ERR(e, "KV cache for %lld positions is too large", (long long)p->n_ctx);
     p->kv_cache = kv;
-    p->total = p->weights + p->copies + p->kv_cache;
+    p->total = p->weights - p->released + p->copies + p->kv_cache;
     return 0;
 }

@@ -1,7 +1,11 @@
-// cli_chat.c — choosing a model's chat format for `lossy chat` and `lossy eval sft` (see cli_chat.h).
+// cli_chat.c — choosing a model's chat format, and the setup from model file to ChatSession, for `lossy chat` and
+// `lossy eval sft` (see cli_chat.h).
 #include "cli/cli_chat.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli/cli_device.h"
 
 static bool has_token(const Tokenizer *tok, const char *s) { return tokenizer_find(tok, s, strlen(s)) >= 0; }
 
@@ -54,4 +58,55 @@ int cli_chat_choose_format(const char *name, const Model *m, const char *path, c
                       "which continues text rather than answering. Use --chat-format raw to continue your text line by "
                       "line, or --chat-format NAME (chatml, llama2, llama3, mistral, lossy) to impose a chat layout",
                       *tmpl ? "a chat template lossy does not recognise" : "no chat template");
+}
+
+// Whether the running command's flag table has this flag (asking cli_flag_* for an undeclared one aborts).
+static bool declares(const CliArgs *a, const char *name) {
+    for (const CliFlag *f = a->cmd->flags; f->name; f++)
+        if (strcmp(f->name, name) == 0) return true;
+    return false;
+}
+
+int cli_chat_setup_init(ChatSetup *cs, const CliArgs *a, const char *model_path, const SamplerParams *sp, int n_threads) {
+    memset(cs, 0, sizeof *cs);
+    cs->why = "";
+    Err e;
+    if (model_load(&cs->model, model_path, &e)) return cli_fail(&e, model_path);
+    cs->model_ok = true;
+    int rc = declares(a, "device") ? cli_device_apply(a, &cs->model) : EXIT_OK;
+    if (rc == EXIT_OK && tokenizer_load(model_path, &cs->tok, &e)) rc = cli_fail(&e, model_path);
+    char *tmpl = NULL;
+    if (rc == EXIT_OK)
+        rc = cli_chat_choose_format(cli_flag_str(a, "chat-format"), &cs->model, model_path, cs->tok, &cs->fmt, &cs->raw,
+                                    &tmpl, &cs->why);
+    if (rc == EXIT_OK && !cs->raw) {
+        if (chat_init(&cs->chat, cs->fmt, cs->tok, tmpl, &e)) rc = cli_fail(&e, model_path);
+        else cs->chat_ok = true;
+    }
+    free(tmpl);
+    if (rc == EXIT_OK) {
+        cs->pool = threadpool_new(n_threads);
+        if (model_state_init(&cs->state, &cs->model, cli_flag_int(a, "ctx"), cs->pool, &e)) rc = cli_fail(&e, model_path);
+    }
+    if (rc != EXIT_OK) {
+        cli_chat_setup_free(cs);
+        return rc;
+    }
+    sampler_init(&cs->smp, cs->model.cfg.vocab_size, sp);
+    chat_session_init(&cs->session, &cs->state, cs->tok, cs->chat_ok ? &cs->chat : NULL, &cs->smp);
+    cs->ready = true;
+    return EXIT_OK;
+}
+
+void cli_chat_setup_free(ChatSetup *cs) {
+    if (cs->ready) {
+        chat_session_free(&cs->session);
+        sampler_free(&cs->smp);
+        model_state_free(&cs->state);
+    }
+    threadpool_free(cs->pool);
+    if (cs->chat_ok) chat_free(&cs->chat);
+    tokenizer_free(cs->tok);
+    if (cs->model_ok) model_free(&cs->model);
+    memset(cs, 0, sizeof *cs);
 }

@@ -193,52 +193,13 @@ static int run(const CliArgs *a) {
     SamplerParams sp;
     int rc = cli_sampling_params(a, true, &sp);
     if (rc != EXIT_OK) return rc;
-    Model m;
-    if (model_load(&m, path, &e)) return cli_fail(&e, path);
-    if ((rc = cli_device_apply(a, &m)) != EXIT_OK) {
-        model_free(&m);
-        return rc;
-    }
-    Tokenizer *tok = NULL;
-    if (tokenizer_load(path, &tok, &e)) {
-        model_free(&m);
-        return cli_fail(&e, path);
-    }
-    ChatFormat fmt;
-    bool raw;
-    char *tmpl;
-    const char *why = "";
-    rc = cli_chat_choose_format(cli_flag_str(a, "chat-format"), &m, path, tok, &fmt, &raw, &tmpl, &why);
-    Chat chat;
-    bool chat_ok = false;
-    if (rc == EXIT_OK && !raw) {
-        if (chat_init(&chat, fmt, tok, tmpl, &e)) rc = cli_fail(&e, path);
-        else chat_ok = true;
-    }
-    free(tmpl);
-    if (rc != EXIT_OK) {
-        tokenizer_free(tok);
-        model_free(&m);
-        return rc;
-    }
-    ThreadPool *pool = threadpool_new(n_threads);
-    ModelState s;
-    if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
-        threadpool_free(pool);
-        if (chat_ok) chat_free(&chat);
-        tokenizer_free(tok);
-        model_free(&m);
-        return cli_fail(&e, path);
-    }
-    Sampler smp;
-    sampler_init(&smp, m.cfg.vocab_size, &sp);
-    ChatSession cs;
-    chat_session_init(&cs, &s, tok, chat_ok ? &chat : NULL, &smp);
+    ChatSetup cs;
+    if ((rc = cli_chat_setup_init(&cs, a, path, &sp, n_threads)) != EXIT_OK) return rc;
     if (cli_flag_given(a, "system")) {
         const char *sys = cli_flag_str(a, "system");
-        chat_session_set_system(&cs, sys, strlen(sys));
+        chat_session_set_system(&cs.session, sys, strlen(sys));
     }
-    ChatCli cc = {.trace_path = cli_flag_str(a, "trace"), .verbose = cli_flag_bool(a, "verbose"), .n_ctx = s.n_ctx};
+    ChatCli cc = {.trace_path = cli_flag_str(a, "trace"), .verbose = cli_flag_bool(a, "verbose"), .n_ctx = cs.state.n_ctx};
     buf_init(&cc.trace);
     char **stops;
     size_t n_stop = cli_flag_list(a, "stop", &stops);
@@ -255,9 +216,9 @@ static int run(const CliArgs *a) {
     sigaction(SIGINT, &sa, NULL);
 
     fprintf(stderr, "lossy: chat with %s: %s%s%s, context %lld tokens, %d threads\n", path,
-            raw ? "raw text continuation" : "chat format ", raw ? "" : chat_format_name(fmt),
-            raw ? " (--chat-format raw)" : "", (long long)s.n_ctx, threadpool_size(pool));
-    if (!raw) fprintf(stderr, "lossy: the chat format comes from %s\n", why);
+            cs.raw ? "raw text continuation" : "chat format ", cs.raw ? "" : chat_format_name(cs.fmt),
+            cs.raw ? " (--chat-format raw)" : "", (long long)cs.state.n_ctx, threadpool_size(cs.pool));
+    if (!cs.raw) fprintf(stderr, "lossy: the chat format comes from %s\n", cs.why);
     if (interactive) fprintf(stderr, "Type a message and press Enter (end a line with \\ to continue it). /help lists the commands; Ctrl-C stops an answer; Ctrl-D or /quit leaves.\n");
 
     Buf line, msg;
@@ -302,7 +263,7 @@ static int run(const CliArgs *a) {
             continue;
         }
         if (text[0] == '/' && text[1] != '/') {
-            int go = command(&cs, text);
+            int go = command(&cs.session, text);
             msg.len = 0;
             if (!go) break;
             continue;
@@ -311,7 +272,7 @@ static int run(const CliArgs *a) {
         cc.turn++;
         any_text = false;
         ChatTurnStats st;
-        int tr = chat_session_turn(&cs, text, text_len, &to, &st, &e);
+        int tr = chat_session_turn(&cs.session, text, text_len, &to, &st, &e);
         msg.len = 0;
         if (tr == CHAT_TURN_ERROR) {
             fputs("\n", stdout);
@@ -324,7 +285,7 @@ static int run(const CliArgs *a) {
                             "or with --trim-history\n", e.msg);
             continue;
         }
-        if (st.cancelled && st.n_generated == 0 && !any_text && cs.n_msgs && cs.msgs[cs.n_msgs - 1].role == CHAT_ROLE_USER) {
+        if (st.cancelled && st.n_generated == 0 && !any_text && cs.session.n_msgs && cs.session.msgs[cs.session.n_msgs - 1].role == CHAT_ROLE_USER) {
             cc.turn--;
             fprintf(stderr, "\nlossy: stopped before the answer began; the message was not sent\n");
             continue;
@@ -334,26 +295,20 @@ static int run(const CliArgs *a) {
         if (st.cancelled) fprintf(stderr, "lossy: answer stopped (Ctrl-C); what was shown stays in the history\n");
         if (st.context_full)
             fprintf(stderr, "lossy: the context is full (%lld tokens): the answer was cut. /reset to start over, or "
-                            "restart with a larger --ctx or with --trim-history\n", (long long)s.n_ctx);
+                            "restart with a larger --ctx or with --trim-history\n", (long long)cs.state.n_ctx);
         if (st.hit_max_tokens) fprintf(stderr, "lossy: the answer reached --n-predict (%lld tokens) and was cut\n", (long long)n_predict);
         if (cc.verbose)
             fprintf(stderr, "lossy: turn %d: prompt %lld tokens (%lld reused from the cache, %lld fed in %.3f s), "
                             "answer %lld tokens in %.3f s (%.1f tok/s), context %lld/%lld\n",
                     cc.turn, (long long)st.n_prompt, (long long)st.n_reused, (long long)(st.n_prompt - st.n_reused),
                     st.prompt_seconds, (long long)st.n_generated, st.gen_seconds,
-                    st.gen_seconds > 0 ? st.n_generated / st.gen_seconds : 0, (long long)s.pos, (long long)s.n_ctx);
+                    st.gen_seconds > 0 ? st.n_generated / st.gen_seconds : 0, (long long)cs.state.pos, (long long)cs.state.n_ctx);
     }
     signal(SIGINT, SIG_DFL);
     buf_free(&line);
     buf_free(&msg);
     buf_free(&cc.trace);
-    chat_session_free(&cs);
-    sampler_free(&smp);
-    model_state_free(&s);
-    threadpool_free(pool);
-    if (chat_ok) chat_free(&chat);
-    tokenizer_free(tok);
-    model_free(&m);
+    cli_chat_setup_free(&cs);
     return rc;
 }
 

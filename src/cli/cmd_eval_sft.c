@@ -1,7 +1,7 @@
 // cmd_eval_sft.c — `lossy eval sft MODEL TESTSET.jsonl`: exact-match accuracy of a chat model on held-out
 // conversations, the fraction of answers closed with end-of-turn, per-category figures and examples. The scoring is
-// src/train/sft_eval.c; the format choice is `lossy chat`'s (cli_chat.h) and the answers come from the same
-// ChatSession, greedily, so what this reports is what a user sees in `lossy chat --temp 0`.
+// src/train/sft_eval.c; the setup and the format choice are `lossy chat`'s (cli_chat.h) and the answers come from the
+// same ChatSession, greedily, so what this reports is what a user sees in `lossy chat --temp 0`.
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,60 +82,27 @@ static int run(const CliArgs *a) {
     // the test set first: a malformed file fails before the model is loaded
     SftEvalSet set;
     if (sft_eval_set_load(&set, tpath, &e)) return cli_fail(&e, tpath);
-    Model m;
-    if (model_load(&m, mpath, &e)) {
-        sft_eval_set_free(&set);
-        return cli_fail(&e, mpath);
-    }
-    int rc = EXIT_OK;
-    Tokenizer *tok = NULL;
-    char *tmpl = NULL;
-    Chat chat;
-    bool chat_ok = false, raw = false, sampler_ok = false, state_ok = false;
-    ThreadPool *pool = NULL;
-    ModelState s;
-    Sampler smp;
-    ChatSession cs;
-    memset(&cs, 0, sizeof cs);
-    SftEvalResult r;
-    memset(&r, 0, sizeof r);
-    Shown shown = {.want = show, .wrong_only = cli_flag_bool(a, "show-wrong"), .json = cli_flag_bool(a, "json")};
-    if (tokenizer_load(mpath, &tok, &e)) {
-        rc = cli_fail(&e, mpath);
-        goto out;
-    }
-    ChatFormat fmt;
-    const char *why = "";
-    rc = cli_chat_choose_format(cli_flag_str(a, "chat-format"), &m, mpath, tok, &fmt, &raw, &tmpl, &why);
-    if (rc != EXIT_OK) goto out;
-    if (!raw) {
-        if (chat_init(&chat, fmt, tok, tmpl, &e)) {
-            rc = cli_fail(&e, mpath);
-            goto out;
-        }
-        chat_ok = true;
-    }
-    pool = threadpool_new(n_threads);
-    if (model_state_init(&s, &m, cli_flag_int(a, "ctx"), pool, &e)) {
-        rc = cli_fail(&e, mpath);
-        goto out;
-    }
-    state_ok = true;
     SamplerParams sp;
     sampler_params_default(&sp);
     sp.temperature = 0; // greedy: the answer is the model's most likely one, and the score is reproducible
-    sampler_init(&smp, m.cfg.vocab_size, &sp);
-    sampler_ok = true;
-    chat_session_init(&cs, &s, tok, chat_ok ? &chat : NULL, &smp);
+    ChatSetup cs;
+    int rc = cli_chat_setup_init(&cs, a, mpath, &sp, n_threads);
+    if (rc != EXIT_OK) {
+        sft_eval_set_free(&set);
+        return rc;
+    }
+    SftEvalResult r;
+    memset(&r, 0, sizeof r);
+    Shown shown = {.want = show, .wrong_only = cli_flag_bool(a, "show-wrong"), .json = cli_flag_bool(a, "json")};
     size_t n = limit > 0 && (uint64_t)limit < set.n ? (size_t)limit : set.n;
     shown.total = n;
     shown.progress = !shown.json && isatty(STDERR_FILENO);
     if (shown.json) shown.examples = json_array();
     if (!shown.json)
         fprintf(stderr, "lossy: scoring %s on %zu conversations of %s: %s%s, greedy, at most %lld tokens per answer\n",
-                mpath, n, tpath, raw ? "raw text continuation" : "chat format ", raw ? "" : chat_format_name(fmt),
+                mpath, n, tpath, cs.raw ? "raw text continuation" : "chat format ", cs.raw ? "" : chat_format_name(cs.fmt),
                 (long long)max_tokens);
-    if (sft_eval_run(&cs, &set, n, max_tokens, on_outcome, &shown, &r, &e)) {
+    if (sft_eval_run(&cs.session, &set, n, max_tokens, on_outcome, &shown, &r, &e)) {
         if (shown.progress) fprintf(stderr, "\n");
         rc = cli_fail(&e, tpath);
         goto out;
@@ -143,7 +110,7 @@ static int run(const CliArgs *a) {
     if (shown.progress) fprintf(stderr, "\r\033[K");
     if (shown.json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "model", mpath, "testset", tpath, "chat_format",
-                              raw ? "raw" : chat_format_name(fmt), "max_tokens", (json_int_t)max_tokens);
+                              cs.raw ? "raw" : chat_format_name(cs.fmt), "max_tokens", (json_int_t)max_tokens);
         json_t *t = tally_json(&r.total);
         json_object_update(j, t);
         json_decref(t);
@@ -182,14 +149,7 @@ static int run(const CliArgs *a) {
 out:
     json_decref(shown.examples);
     sft_eval_result_free(&r);
-    chat_session_free(&cs);
-    if (sampler_ok) sampler_free(&smp);
-    if (state_ok) model_state_free(&s);
-    threadpool_free(pool);
-    if (chat_ok) chat_free(&chat);
-    free(tmpl);
-    tokenizer_free(tok);
-    model_free(&m);
+    cli_chat_setup_free(&cs);
     sft_eval_set_free(&set);
     return rc;
 }

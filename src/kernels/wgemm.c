@@ -39,6 +39,46 @@ static inline void matvec_prefetch_row(const uint8_t *p, size_t n) {
     for (size_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 
+// Where W's rows are: row r at rows + r * stride, except rows below x4_rows (Q4_0/Q8_0), which are in matvec.h's
+// x4 layout: per group of 4 rows, block i's quants of row j at i * 4 * qb + j * qb, then the fp16 scales, block i's
+// of row j at nb * 4 * qb + i * 8 + j * 2.
+typedef struct WRows {
+    DType t;
+    const uint8_t *rows, *x4;
+    size_t stride;
+    int64_t x4_rows, nb;
+    size_t qb, gstride; // quant bytes per block and row; bytes per group of 4 rows
+} WRows;
+
+static WRows wrows(DType t, const void *w, size_t stride, const void *x4, int64_t x4_rows, int64_t K) {
+    WRows r = {t, w, x4, stride, x4 ? x4_rows / 4 * 4 : 0, K / 32, t == DT_Q4_0 ? 16 : 32, 0};
+    r.gstride = (size_t)r.nb * (4 * r.qb + 8);
+    return r;
+}
+
+// Row r of a Q4_0/Q8_0 matrix: block b's quants at *q + b * *qstep, its fp16 scale at *d + b * *dstep.
+static void row_blocks(const WRows *w, int64_t r, const uint8_t **q, size_t *qstep, const uint8_t **d, size_t *dstep) {
+    if (r < w->x4_rows) {
+        const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride;
+        *q = g + (size_t)(r % 4) * w->qb, *qstep = 4 * w->qb;
+        *d = g + (size_t)w->nb * 4 * w->qb + (size_t)(r % 4) * 2, *dstep = 8;
+        return;
+    }
+    const uint8_t *row = w->rows + (size_t)r * w->stride; // blocks: fp16 d, then the quants
+    *d = row, *q = row + 2, *qstep = *dstep = w->t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+}
+
+// While row r is unpacked, ask for what comes next: the next plain row, or a quarter of the next x4 group per row of
+// the current one (a whole group asked for one row ahead arrives too late: 4 rows' bytes in one row's time).
+static inline void prefetch_after(const WRows *w, int64_t r) {
+    if (r + 1 >= w->x4_rows) {
+        matvec_prefetch_row(w->rows + (size_t)(r + 1) * w->stride, w->stride);
+        return;
+    }
+    const size_t quarter = (w->gstride + 3) / 4;
+    matvec_prefetch_row(w->x4 + (size_t)(r / 4 + 1) * w->gstride + (size_t)(r % 4) * quarter, quarter);
+}
+
 // ---- dispatch ----
 
 static WgemmPath g_forced = WGEMM_AUTO;
@@ -230,8 +270,32 @@ static void row_to_f32(DType t, const uint8_t *src, float *dst, int64_t n) {
     quant_dequantize_row(t, src, dst, n, NULL);
 }
 
-static void f32_rows(DType t, const uint8_t *w, size_t stride, int64_t r0, int64_t r1, const WgemmAct *a, float *y,
-                     int64_t ldy, WgemmScratch *s) {
+// Row r of W as f32.
+static void wrow_to_f32(const WRows *w, int64_t r, float *dst, int64_t n) {
+    if (r >= w->x4_rows) {
+        row_to_f32(w->t, w->rows + (size_t)r * w->stride, dst, n);
+        return;
+    }
+    const uint8_t *q, *d;
+    size_t qs, ds;
+    row_blocks(w, r, &q, &qs, &d, &ds);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const uint8_t *qb = q + (size_t)b * qs;
+        float sc = fp16_to_fp32(load_u16le(d + (size_t)b * ds));
+        if (w->t == DT_Q8_0)
+            for (int i = 0; i < 32; i++) dst[32 * b + i] = sc * (float)(int8_t)qb[i];
+        else
+            for (int i = 0; i < 16; i++) {
+                dst[32 * b + i] = sc * (float)((qb[i] & 15) - 8);
+                dst[32 * b + 16 + i] = sc * (float)((qb[i] >> 4) - 8);
+            }
+    }
+}
+
+static void f32_rows(const WRows *wr, int64_t r0, int64_t r1, const WgemmAct *a, float *y, int64_t ldy, WgemmScratch *s) {
+    const DType t = wr->t;
+    const uint8_t *w = wr->rows;
+    const size_t stride = wr->stride;
     const int64_t K = a->K, N = a->N;
     if (t == DT_F32 && stride % sizeof(float) == 0 && (uintptr_t)w % sizeof(float) == 0) {
         // F32 rows are packed straight from W (the GEMM's packing prefetches the rows it packs next): no copy, and the
@@ -247,7 +311,7 @@ static void f32_rows(DType t, const uint8_t *w, size_t stride, int64_t r0, int64
     float *panel = scratch_get(s, (size_t)PR * (size_t)K * sizeof(float)); // (PR, K)
     for (int64_t p0 = r0; p0 < r1; p0 += PR) {
         int64_t rows = min64(PR, r1 - p0);
-        for (int64_t r = 0; r < rows; r++) row_to_f32(t, w + (size_t)(p0 + r) * stride, panel + r * K, K);
+        for (int64_t r = 0; r < rows; r++) wrow_to_f32(wr, p0 + r, panel + r * K, K);
         matmul_gemm(N, rows, K, a->x, a->ldx, 1, panel, 1, K, y + p0, ldy, false);
     }
 }
@@ -262,24 +326,27 @@ static void f32_rows(DType t, const uint8_t *w, size_t stride, int64_t r0, int64
 #define T_UNPACK __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))
 T_UNPACK static inline void put32(int8_t *dst, __m256i v) { _mm256_storeu_si256((__m256i *)(void *)dst, v); }
 
-T_UNPACK static void unpack_row(DType t, const uint8_t *row, int64_t K, int8_t *q, int64_t ts, float *s, float *o) {
+T_UNPACK static void unpack_row(const WRows *w, int64_t r, int64_t K, int8_t *q, int64_t ts, float *s, float *o) {
     const __m256i m4 = _mm256_set1_epi8(15);
+    const DType t = w->t;
+    const uint8_t *row = w->rows + (size_t)r * w->stride, *bq, *bd; // row: the K-quants (never in x4 layout)
+    size_t qstep, dstep;
     switch (t) {
     case DT_Q8_0:
+        row_blocks(w, r, &bq, &qstep, &bd, &dstep);
         for (int64_t b = 0; b < K / 32; b++) {
-            const BlockQ8_0 *blk = (const BlockQ8_0 *)row + b;
-            put32(q + b * ts, _mm256_loadu_si256((const __m256i *)(const void *)blk->qs));
-            s[b] = fp16_to_fp32(load_u16le(blk->d));
+            put32(q + b * ts, _mm256_loadu_si256((const __m256i *)(const void *)(bq + (size_t)b * qstep)));
+            s[b] = fp16_to_fp32(load_u16le(bd + (size_t)b * dstep));
         }
         break;
     case DT_Q4_0: {
         const __m256i eight = _mm256_set1_epi8(8);
+        row_blocks(w, r, &bq, &qstep, &bd, &dstep);
         for (int64_t b = 0; b < K / 32; b++) {
-            const BlockQ4_0 *blk = (const BlockQ4_0 *)row + b;
-            __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)blk->qs);
+            __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(bq + (size_t)b * qstep));
             __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4); // elements 0..15 | 16..31
             put32(q + b * ts, _mm256_sub_epi8(v, eight));
-            s[b] = fp16_to_fp32(load_u16le(blk->d));
+            s[b] = fp16_to_fp32(load_u16le(bd + (size_t)b * dstep));
         }
         break;
     }
@@ -365,6 +432,27 @@ __attribute__((target("amx-tile"))) static void amx_configure(int sb) {
 }
 
 // F (16 rows, 16 tokens) += C * (s[row] * dx) - o[row] * u, one sub-block's contribution.
+// Rows r .. r + 3 of an x4 group (r a multiple of 4, all four below x4_rows), as unpack_row would write them (row j
+// at q + j * SB, its scales at s + j * ns): the group is read once, in order, 128 (Q8_0) or 64 (Q4_0) bytes a block.
+T_UNPACK static void unpack_group(const WRows *w, int64_t r, int64_t K, int8_t *q, int64_t ts, int SB, float *s, int64_t ns) {
+    const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride, *d = g + (size_t)w->nb * 4 * w->qb;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const uint8_t *blk = g + (size_t)b * 4 * w->qb;
+        for (int j = 0; j < 4; j++) {
+            __m256i v;
+            if (w->t == DT_Q8_0) {
+                v = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 32 * j));
+            } else {
+                __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(blk + 16 * j));
+                v = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);
+            }
+            put32(q + j * SB + b * ts, v);
+            s[j * ns + b] = fp16_to_fp32(load_u16le(d + (size_t)b * 8 + (size_t)j * 2));
+        }
+    }
+}
+
 __attribute__((target("avx512f"))) static inline void amx_post(float *F, const int32_t *C, const float *s, int64_t s_stride,
                                                               const float *o, int64_t o_stride, __m512 dxv, __m512 uv) {
     for (int r = 0; r < 16; r++) {
@@ -376,9 +464,9 @@ __attribute__((target("avx512f"))) static inline void amx_post(float *F, const i
     }
 }
 
-__attribute__((target("avx512f,amx-tile,amx-int8"))) static void amx_rows(DType t, const uint8_t *w, size_t stride, int64_t r0,
-                                                        int64_t r1, const WgemmAct *a, float *y, int64_t ldy,
-                                                        WgemmScratch *sc) {
+__attribute__((target("avx512f,amx-tile,amx-int8"))) static void amx_rows(const WRows *w, int64_t r0, int64_t r1,
+                                                        const WgemmAct *a, float *y, int64_t ldy, WgemmScratch *sc) {
+    const DType t = w->t;
     const int64_t K = a->K, N = a->N, KB = K / 32, T16 = (N + 15) / 16;
     const int SB = t == DT_Q6_K ? 16 : 32;
     const int64_t NSB = K / SB;
@@ -400,9 +488,14 @@ __attribute__((target("avx512f,amx-tile,amx-int8"))) static void amx_rows(DType 
         // 16 x SB block, so tile loads read whole lines in order instead of 16 partial lines K bytes apart.
         for (int64_t r = 0; r < 32; r++) {
             int8_t *dst = P + (r / 16) * NSB * 16 * SB + (r % 16) * SB;
-            if (r < nr) {
-                matvec_prefetch_row(w + (size_t)(rb + r + 1) * stride, stride);
-                unpack_row(t, w + (size_t)(rb + r) * stride, K, dst, 16 * SB, S + r * NSB, O + r * KB);
+            // a whole x4 group, its 4 rows in one tile block (ranges start on tile rows in practice: WGEMM_ROW_UNIT)
+            if (r < nr && r % 4 == 0 && (rb + r) % 4 == 0 && rb + r + 4 <= w->x4_rows && r + 4 <= nr) {
+                matvec_prefetch_row(w->x4 + (size_t)((rb + r) / 4 + 1) * w->gstride, w->gstride);
+                unpack_group(w, rb + r, K, dst, 16 * SB, SB, S + r * NSB, NSB);
+                r += 3;
+            } else if (r < nr) {
+                prefetch_after(w, rb + r);
+                unpack_row(w, rb + r, K, dst, 16 * SB, S + r * NSB, O + r * KB);
             } else { // padding rows: zero quants and scales
                 for (int64_t j = 0; j < NSB; j++) memset(dst + j * 16 * SB, 0, (size_t)SB);
                 memset(S + r * NSB, 0, (size_t)NSB * sizeof(float));
@@ -461,14 +554,20 @@ __attribute__((target("avx512f,amx-tile,amx-int8"))) static void amx_rows(DType 
 }
 #endif
 
-void wgemm_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const WgemmAct *a, float *y,
-                int64_t ldy, WgemmScratch *s) {
+void wgemm_rows_x4(DType t, const void *x4, int64_t x4_rows, const void *w, size_t row_stride, int64_t r0, int64_t r1,
+                   const WgemmAct *a, float *y, int64_t ldy, WgemmScratch *s) {
     if (r1 <= r0 || a->N <= 0) return;
+    const WRows wr = wrows(t, w, row_stride, (t == DT_Q4_0 || t == DT_Q8_0) ? x4 : NULL, x4_rows, a->K);
 #if WGEMM_X86
     if (a->path == WGEMM_AMX && amx_type(t)) {
-        amx_rows(t, w, row_stride, r0, r1, a, y, ldy, s);
+        amx_rows(&wr, r0, r1, a, y, ldy, s);
         return;
     }
 #endif
-    f32_rows(t, w, row_stride, r0, r1, a, y, ldy, s);
+    f32_rows(&wr, r0, r1, a, y, ldy, s);
+}
+
+void wgemm_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const WgemmAct *a, float *y,
+                int64_t ldy, WgemmScratch *s) {
+    wgemm_rows_x4(t, NULL, 0, w, row_stride, r0, r1, a, y, ldy, s);
 }

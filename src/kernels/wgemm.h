@@ -73,5 +73,10 @@ void wgemm_scratch_free(WgemmScratch *s);
 // y is (N, ldy), indexed by absolute row. The act must fit t (wgemm_act_fits).
 void wgemm_rows(DType t, const void *w, size_t row_stride, int64_t r0, int64_t r1, const WgemmAct *a, float *y,
                 int64_t ldy, WgemmScratch *s);
+// The same, with W's first x4_rows / 4 * 4 rows (Q4_0/Q8_0) read from matvec.h's x4 layout at x4 and only the rows
+// past them from w: the same results as wgemm_rows on the plain rows, so a model that decodes from the x4 copy need
+// not keep the plain rows resident. Other types ignore x4.
+void wgemm_rows_x4(DType t, const void *x4, int64_t x4_rows, const void *w, size_t row_stride, int64_t r0, int64_t r1,
+                   const WgemmAct *a, float *y, int64_t ldy, WgemmScratch *s);
 
 #endif

@@ -246,8 +246,9 @@ static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size
 }
 
 // The file pages of tensor t, when t lies in the model's mapped file(s): given back once t has a copy that every
-// product reads instead (F32 panels), so a model is not resident twice. Reads of t->data still work (the GPU upload,
-// the tied embedding's row lookups): they fault the pages in again.
+// product reads instead (F32 panels; Q4_0/Q8_0 x4 groups, which prompt chunks read too), so a model is not resident
+// twice. Reads of t->data still work (the GPU upload, a tied embedding's row lookups, the rows past the last x4
+// group): they fault the pages in again.
 static void drop_source(const Model *m, const Tensor *t) {
     if (m->format == MODEL_FORMAT_GGUF) filemap_drop(&m->gguf.map, t->data, t->nbytes);
     else if (m->format == MODEL_FORMAT_HF && m->st.maps)
@@ -290,6 +291,7 @@ static void repack_weights(Model *m) {
             quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);
             matvec_repack_x4((DType)t->type, t->data, stride, tensor_rows(t), t->ne[0], at);
             m->repacked[i] = at;
+            drop_source(m, t); // prompt chunks read the x4 copy too (wgemm_rows_x4)
             break;
         case COPY_SAME:
             memcpy(at, t->data, t->nbytes);
@@ -868,6 +870,7 @@ typedef struct BProj {
     size_t stride;
     const WgemmAct *act;
     const float *panels; // w in panels (wpanel.h) or NULL
+    const void *x4;      // w's x4 copy (Q4_0/Q8_0, matvec.h) or NULL: read instead of the plain rows
 } BProj;
 
 typedef struct BProjJob {
@@ -900,7 +903,8 @@ static void bproj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
             wpanel_rows(p->panels, tensor_rows(p->w), p->w->ne[0], r0, r1, T, j->s->batch->panel_act, ys);
             continue;
         }
-        wgemm_rows((DType)p->w->type, p->w->data, p->stride, r0, r1, p->act, p->y, p->ldy, &j->scratch[ith]);
+        wgemm_rows_x4((DType)p->w->type, p->x4, tensor_rows(p->w), p->w->data, p->stride, r0, r1, p->act, p->y, p->ldy,
+                      &j->scratch[ith]);
     }
 }
 
@@ -926,6 +930,7 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
         if (quant_row_bytes((DType)w->type, w->ne[0], &p[i].stride, e)) return err_prefix(e, "tensor '%s': ", w->name);
         p[i].act = NULL;
         p[i].panels = panels_of(s->m, w);
+        p[i].x4 = repacked_of(s->m, w);
         for (int k = 0; k < n_acts && !p[i].act; k++)
             if (wgemm_act_fits(&B->act[k], (DType)w->type)) p[i].act = &B->act[k];
         if (!p[i].act) {
@@ -965,7 +970,7 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
 
 static int bproject(ModelState *s, const float *x, int64_t ldx, int64_t T, const Tensor *w, const float *bias, float *y,
                     int64_t ldy, Err *e) {
-    BProj p = {w, bias, y, ldy, 0, NULL, NULL};
+    BProj p = {w, bias, y, ldy, 0, NULL, NULL, NULL};
     return bproject_many(s, x, ldx, T, &p, 1, e);
 }
 
@@ -1036,9 +1041,9 @@ static int forward_rows(ModelState *const *st, const int32_t *tokens, const int6
         if (L->wqkv) {
             if (bproject(s0, B->xb, C, R, L->wqkv, L->bqkv, B->qkv, QKV, e)) return -1;
         } else {
-            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL, NULL},
-                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL, NULL},
-                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL, NULL}};
+            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL, NULL, NULL},
+                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL, NULL, NULL},
+                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL, NULL, NULL}};
             if (bproject_many(s0, B->xb, C, R, p, 3, e)) return -1;
         }
         for (int64_t i = 0, r = 0; i < n; i++)
@@ -1057,7 +1062,7 @@ static int forward_rows(ModelState *const *st, const int32_t *tokens, const int6
         for (int64_t i = 0; i < R * C; i++) B->x[i] += B->tmp[i];
         norm_rows(c, B->xb, B->x, L->ffn_norm, L->ffn_norm_b, R);
         if (c->mlp == MLP_GATED) {
-            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL, NULL}};
+            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL, NULL, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL, NULL, NULL}};
             if (bproject_many(s0, B->xb, C, R, p, 2, e)) return -1;
         } else {
             if (bproject(s0, B->xb, C, R, L->w_up, L->b_up, B->hb2, F, e)) return -1;
@@ -1196,7 +1201,7 @@ int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err 
                                            (int64_t)t->ne[0], t->nbytes, repack, copy, &bytes)
                                : COPY_NONE;
         if (kind != COPY_NONE) p->copies += (bytes + 4095) / 4096 * 4096;
-        if (kind == COPY_PANELS) p->released += t->nbytes; // drop_source
+        if (kind == COPY_PANELS || kind == COPY_X4) p->released += t->nbytes; // drop_source
     }
     size_t kv;
     if (!size_mul((size_t)c.n_layer, (size_t)p->n_ctx, &kv) || !size_mul(kv, (size_t)(c.n_head_kv * c.head_dim), &kv) ||

@@ -72,7 +72,7 @@ size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t
 typedef struct ModelMemoryPlan {
     int64_t n_ctx;
     size_t weights, copies, kv_cache, total; // bytes
-    size_t released; // of weights: file pages given back once their matrix is packed (F32 panels); not in total
+    size_t released; // of weights: file pages given back once their matrix is repacked (panels, x4); not in total
 } ModelMemoryPlan;
 int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err *e);
 

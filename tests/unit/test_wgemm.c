@@ -5,11 +5,13 @@
 // path the sum with the activations quantized the way wgemm.h documents (int8 per block of 32, q = round(x * 127 /
 // max|x|)), recomputed here independently, which the kernel must match to float-summation accuracy; the distance to
 // the exact product is bounded by the activation rounding as well. Results must also not depend on the row range a
-// call covers or on how many tokens share it (each element the same bits).
+// call covers or on how many tokens share it (each element the same bits), nor, for Q4_0/Q8_0, on whether W is read
+// from its plain rows or from matvec.h's x4 copy.
 #include <math.h>
 #include <stdlib.h>
 
 #include "kernels/matmul.h"
+#include "kernels/matvec.h"
 #include "kernels/quant.h"
 #include "kernels/wgemm.h"
 #include "test.h"
@@ -110,6 +112,24 @@ static int check(DType t, WgemmPath path, int64_t rows, int64_t K, int64_t N, si
             bad++;
             break;
         }
+    // Q4_0/Q8_0 from matvec.h's x4 copy (the groups) plus the plain rows past them: the same bits; the plain rows
+    // the copy covers are overwritten, so reading them instead would show
+    if (matvec_x4_supports(t)) {
+        uint8_t *x4 = xmalloc(matvec_x4_bytes(t, rows, K) + 1), *plain = xmalloc((size_t)rows * stride);
+        matvec_repack_x4(t, w, stride, rows, K, x4);
+        memcpy(plain, w, (size_t)rows * stride);
+        memset(plain, 0x7f, (size_t)(rows / 4 * 4) * stride);
+        wgemm_rows_x4(t, x4, rows, plain, stride, 0, cut, &act, y2, ldy, &sc);
+        wgemm_rows_x4(t, x4, rows, plain, stride, cut, rows, &act, y2, ldy, &sc);
+        for (int64_t n = 0; n < N; n++)
+            if (memcmp(y + n * ldy, y2 + n * ldy, (size_t)rows * sizeof(float)) != 0) {
+                test_fail_at(__FILE__, __LINE__, "%s %s: the x4 copy gives other results (token %lld)", dtype_name(t),
+                             wgemm_path_name(path), (long long)n);
+                bad++;
+                break;
+            }
+        free(x4), free(plain);
+    }
     // the last token alone gives the same bits as inside the block
     WgemmAct one;
     wgemm_act_init(&one);

@@ -83,7 +83,10 @@ static void tile_portable(int64_t k, const float *a, const float *b, float *cons
 
 #if WPANEL_X86
 // M rows (a constant after inlining) x 32 columns over k steps; ncols < 32 only for the matrix's last, partial
-// panel. acc: continue the chains from the sums stored in y by the previous block of k (a float stored and loaded
+// panel. Not matmul.c's micro-kernel, though it has the same shape: that one sums each k block from zero and adds it
+// to C (training's GEMM rounds that way), where here every output continues one chain, which is what makes a row's
+// result independent of k blocking and of the rows it shares the tile with; and the activations come packed per
+// group of mm rows, not padded to the tile height. acc: continue the chains from the sums stored in y by the previous block of k (a float stored and loaded
 // back is the same float, so blocking k changes no bit).
 __attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
 tile_avx512(int64_t k, const float *a, const float *b, float *const *y, int64_t col, int64_t ncols, bool acc, const int M) {

@@ -9,6 +9,7 @@
 
 #include "formats/gguf.h"
 #include "kernels/quant.h"
+#include "model/model.h"
 #include "test.h"
 
 static inline float rm_gauss(void) {
@@ -85,6 +86,17 @@ static inline int write_random_model(const char *path, DType t, const char *deq_
     gguf_writer_free(wd);
     for (int i = 0; i < nb; i++) free(bufs[i]);
     return rc;
+}
+
+// A 2-layer random model with every matrix in type t, written to the test's temporary folder as <tag>_<type>.gguf
+// and loaded into *m; false, with the test marked failed, when either step fails.
+static inline bool load_random_model(Model *m, const char *tag, DType t) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s_%s.gguf", test_tmpdir(), tag, dtype_name(t));
+    Err e;
+    if (write_random_model(path, t, NULL, 2, &e) == 0 && model_load(m, path, &e) == 0) return true;
+    test_fail_at(__FILE__, __LINE__, "%s: %s", path, e.msg);
+    return false;
 }
 
 #endif

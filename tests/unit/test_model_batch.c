@@ -167,12 +167,9 @@ TEST(model_chunks_match_tokens_k_quants) {
 
 // model_forward_batch against stepping each state alone: the same bits, whatever the thread count.
 static void check_batch_equals_single(DType t) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/b_%s.gguf", test_tmpdir(), dtype_name(t));
     Err e;
-    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
     Model m;
-    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    REQUIRE(load_random_model(&m, "b", t));
     enum { S = 3, STEPS = 5 };
     const int64_t V = m.cfg.vocab_size;
     for (int th = 1; th <= 3; th += 2) {
@@ -224,12 +221,9 @@ TEST(model_forward_batch_equals_single) {
 // call: every piece goes through the token-block path, whose per-token results do not depend on the block, so the
 // last logits and the following decoding steps are the same bits.
 static void check_prompt_pieces(DType t) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/p_%s.gguf", test_tmpdir(), dtype_name(t));
     Err e;
-    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
     Model m;
-    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    REQUIRE(load_random_model(&m, "p", t));
     const int64_t V = m.cfg.vocab_size, n = 150;
     int32_t tok[150];
     for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)((i * 29 + 3) % V);
@@ -274,12 +268,9 @@ TEST(model_prompt_in_pieces_equals_whole) {
 // the same bits as model_forward_batch (its decoding rows) and model_forward (each piece alone) — with F32 panels
 // (one shared pass) and for a type that takes the fallback — over three passes with changing mixes, 1 and 2 threads.
 static void check_multi(DType t) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/multi_%s.gguf", test_tmpdir(), dtype_name(t));
     Err e;
-    REQUIREF(write_random_model(path, t, NULL, 2, &e) == 0, "%s", e.msg);
     Model m;
-    REQUIREF(model_load(&m, path, &e) == 0, "%s", e.msg);
+    REQUIRE(load_random_model(&m, "multi", t));
     const int64_t V = m.cfg.vocab_size;
     enum { S = 4, PASSES = 3 };
     // per pass, tokens per sequence (1 = a decoding step); every sequence first gets a 3-token prompt on its own

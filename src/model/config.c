@@ -260,6 +260,8 @@ int model_config_from_gguf(const GGUFFile *g, ModelConfig *c, Err *e) {
         if (gguf_optf(g, arch, "rope.freq_base", 10000.0, &c->rope_theta, e)) return -1;
         if (gguf_opt(g, arch, "rope.dimension_count", c->head_dim, &c->rope_dim, e)) return -1;
         c->rope_freqs_tensor = has_tensor(g, "rope_freqs.weight");
+        // a sliding window written by convert.c (llama.cpp's key name; absent: full attention)
+        if (gguf_opt(g, arch, "attention.sliding_window", 0, &c->sliding_window, e)) return -1;
 
         // rope scaling: type (default linear, as llama.cpp), factor from rope.scaling.factor or rope.scale_linear
         char type[32] = "linear";

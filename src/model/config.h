@@ -124,8 +124,9 @@ int model_config_validate(const ModelConfig *c, const char *what, Err *e);
 // Fill c from GGUF metadata ("<arch>.context_length", "<arch>.embedding_length", "<arch>.block_count",
 // "<arch>.feed_forward_length", "<arch>.attention.head_count(_kv)", "<arch>.attention.key_length",
 // "<arch>.attention.layer_norm_rms_epsilon" / "layer_norm_epsilon", "<arch>.rope.freq_base",
-// "<arch>.rope.dimension_count", "<arch>.rope.scaling.*", "tokenizer.ggml.*" ids) and from which tensors exist
-// (output.weight for untied embeddings, bias tensors, rope_freqs.weight). Supported architectures: llama, qwen2, gpt2.
+// "<arch>.rope.dimension_count", "<arch>.rope.scaling.*", "<arch>.attention.sliding_window", "tokenizer.ggml.*" ids)
+// and from which tensors exist (output.weight for untied embeddings, bias tensors, rope_freqs.weight). Supported
+// architectures: llama, qwen2, gpt2.
 int model_config_from_gguf(const struct GGUFFile *g, ModelConfig *c, Err *e);
 
 const char *model_arch_name(ModelArch a);

@@ -163,6 +163,10 @@ static void set_arch_keys(GGUFWriter *w, const ModelConfig *c) {
         gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim);
         gguf_writer_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim);
     }
+    // Mistral v0.1's sliding window, under llama.cpp's key name: without it the GGUF attended to the whole context
+    // while the Hugging Face directory it came from sees the last sliding_window positions only (model_config_from_gguf
+    // reads it back; llama.cpp's llama architecture ignores the key, as it ignores the window in its own conversions)
+    if (c->sliding_window > 0) gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->sliding_window);
     if (c->norm == NORM_RMS) gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)c->norm_eps);
     else gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), (float)c->norm_eps);
     if (c->pos == POS_ROPE) {

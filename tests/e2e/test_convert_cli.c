@@ -9,16 +9,6 @@
 #include "formats/npy.h"
 #include "test.h"
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 // Documented tolerances (relative L2 vs transformers' float32 logits) for the fixtures' random weights.
 typedef struct {
     const char *dtype;
@@ -69,7 +59,7 @@ static void check_dir(const char *rel, bool f16_src) {
         REQUIRE(npy_read_f32(npy, &got, &r2, &c2, &e) == 0);
         CHECK(r2 == rows && c2 == cols);
         if (r2 == rows && c2 == cols) {
-            double rel_err = rel_l2(got, want, (size_t)(rows * cols)), tol = f16_src ? TOLS[k].tol_f16_src : TOLS[k].tol_f32_src;
+            double rel_err = test_rel_l2(got, want, (size_t)(rows * cols)), tol = f16_src ? TOLS[k].tol_f16_src : TOLS[k].tol_f32_src;
             CHECKF(rel_err <= tol, "%s as %s: relative L2 %.3g > %.3g", rel, TOLS[k].dtype, rel_err, tol);
             if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s as %s: relative L2 %.3g\n", rel, TOLS[k].dtype, rel_err);
         }

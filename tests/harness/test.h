@@ -75,6 +75,10 @@ void test_skip_at(const char *file, int line, const char *fmt, ...) __attribute_
 const char *fixture_path(const char *rel);
 // A fresh scratch directory for this test (removed after the run unless LOSSY_KEEP_TMP is set).
 const char *test_tmpdir(void);
+// Relative L2 error ||got - want|| / ||want|| in double (the plain ||got - want|| when want is all zeros); _ref:
+// against a double-precision reference.
+double test_rel_l2(const float *got, const float *want, size_t n);
+double test_rel_l2_ref(const float *got, const double *want, size_t n);
 // Deterministic per-test random numbers (xorshift), for random inputs that reproduce.
 uint64_t test_rand_u64(void);
 float test_rand_uniform(void); // [0, 1)

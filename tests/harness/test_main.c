@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,26 @@ uint64_t test_rand_u64(void) {
     return g_rng = x;
 }
 float test_rand_uniform(void) { return (float)(test_rand_u64() >> 40) / (float)(1ull << 24); }
+
+double test_rel_l2(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+double test_rel_l2_ref(const float *got, const double *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += want[i] * want[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
 
 const char *lossy_binary(void) {
     const char *b = getenv("LOSSY_BIN");

@@ -39,16 +39,6 @@ static float *rand_bf16(size_t n, float a) {
     return x;
 }
 
-static double rel_l2(const float *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 // Causal attention and its gradients in double. q, k, v, dq, dk, dv (B, H, T, hd); o and dout (B, T, H, hd); lse
 // (B, H, T). dout NULL: forward only.
 static void reference(const float *q, const float *k, const float *v, const float *dout, int64_t B, int64_t H,
@@ -124,13 +114,13 @@ static void check_shape(int64_t B, int64_t H, int64_t T, int64_t hd, bool backwa
         reference(q, k, v, dout, B, H, T, hd, ro, rl, rdq, rdk, rdv);
         double lse_err = 0;
         for (size_t i = 0; i < nr; i++) lse_err = fmax(lse_err, fabs((double)lse[i] - rl[i]));
-        double eo = rel_l2(o, ro, n);
+        double eo = test_rel_l2_ref(o, ro, n);
         fprintf(stderr, "hd %3lld B %lld H %lld T %4lld: O rel %.2e, lse abs %.2e", (long long)hd, (long long)B,
                 (long long)H, (long long)T, eo, lse_err);
         CHECKF(eo <= OUT_TOL, "hd %lld T %lld: O relative L2 error %.3g", (long long)hd, (long long)T, eo);
         CHECKF(lse_err <= LSE_TOL, "hd %lld T %lld: logsumexp error %.3g", (long long)hd, (long long)T, lse_err);
         if (backward) {
-            double eq = rel_l2(dq, rdq, n), ek = rel_l2(dk, rdk, n), ev = rel_l2(dv, rdv, n);
+            double eq = test_rel_l2_ref(dq, rdq, n), ek = test_rel_l2_ref(dk, rdk, n), ev = test_rel_l2_ref(dv, rdv, n);
             fprintf(stderr, ", dQ %.2e dK %.2e dV %.2e", eq, ek, ev);
             CHECKF(eq <= GRAD_TOL && ek <= GRAD_TOL && ev <= GRAD_TOL,
                    "hd %lld T %lld: gradient relative L2 errors dQ %.3g dK %.3g dV %.3g", (long long)hd, (long long)T,

@@ -147,16 +147,6 @@ static bool have_gpu(char *why, size_t n) { return cuda_device_count(why, n) > 0
 #endif
 
 #ifdef LOSSY_CUDA
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 // One micro-batch on the GPU from m's weights: gradients (CPU layout), step loss, gradient norm, row losses of an
 // evaluation pass. lr 0 keeps the weights, so the update call only reports loss and norm. The attention route comes
 // from LOSSY_ATTN; the trainer must report `attn`.
@@ -221,7 +211,7 @@ static void grads_vs_cpu(int64_t C, int64_t H, int64_t Hkv, int64_t B, int64_t T
         CHECKF(fabs(norm - cpu_norm) <= GRAD_TOL * cpu_norm, "gradient norm %.6f vs CPU %.6f", norm, cpu_norm);
         for (size_t i = 0; i < m.n_pinfo; i++) {
             const TrainParam *p = &m.pinfo[i];
-            double r = rel_l2(g1 + p->offset, m.grads + p->offset, p->count);
+            double r = test_rel_l2(g1 + p->offset, m.grads + p->offset, p->count);
             if (r > GRAD_TOL / 4) fprintf(stderr, "  %-24s rel L2 %.4f\n", p->name, r);
             CHECKF(r <= GRAD_TOL, "tied %d: %s: gradient relative L2 error %.4f > %.2g", tied, p->name, r, GRAD_TOL);
         }

@@ -16,16 +16,6 @@
 #include "random_model.h"
 #include "test.h"
 
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void check_chunks_hf(const char *dir_rel, double tol) {
     const char *dir = fixture_path(dir_rel);
     REQUIRE(dir);
@@ -61,7 +51,7 @@ static void check_chunks_hf(const char *dir_rel, double tol) {
         model_state_free(&s);
         threadpool_free(pool);
     }
-    double rel = rel_l2(got[1], want, (size_t)(n * cols));
+    double rel = test_rel_l2(got[1], want, (size_t)(n * cols));
     CHECKF(rel <= tol, "%s: chunked logits relative L2 error %.3g > %.3g", dir_rel, rel, tol);
     CHECKF(memcmp(got[0], got[1], (size_t)(n * cols) * sizeof(float)) == 0, "%s: 1 and 2 threads differ", dir_rel);
     if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s: chunked relative L2 logit error %.3g\n", dir_rel, rel);
@@ -112,14 +102,14 @@ static void check_chunks_vs_tokens(DType t, double tol) {
     float *ex = xmalloc_array((size_t)(n * V), sizeof(float));
     token_logits(path, tok, n, ref);
     token_logits(exact, tok, n, ex);
-    double tok_err = rel_l2(ref, ex, (size_t)(n * V));
+    double tok_err = test_rel_l2(ref, ex, (size_t)(n * V));
     const WgemmPath paths[] = {WGEMM_F32, WGEMM_AMX};
     for (int p = 0; p < 2; p++) {
         if (!wgemm_path_available(paths[p])) continue;
         REQUIRE(wgemm_force_path(paths[p], &e) == 0);
         model_state_reset(&s);
         REQUIREF(model_forward_all(&s, tok, n, got, &e) == 0, "%s", e.msg);
-        double rel = rel_l2(got, ref, (size_t)(n * V)), ch_err = rel_l2(got, ex, (size_t)(n * V));
+        double rel = test_rel_l2(got, ref, (size_t)(n * V)), ch_err = test_rel_l2(got, ex, (size_t)(n * V));
         CHECKF(rel <= tol, "%s (%s path): chunked vs token-by-token relative L2 %.3g > %.3g", dtype_name(t),
                wgemm_path_name(paths[p]), rel, tol);
         CHECKF(ch_err <= 1.5 * tok_err + 1e-5, "%s (%s path): chunks are %.3g from the exact model, tokens %.3g",
@@ -131,7 +121,7 @@ static void check_chunks_vs_tokens(DType t, double tol) {
         // product) match the chunk's last row
         model_state_reset(&s);
         REQUIRE(model_forward(&s, tok, n, &e) == 0);
-        CHECK(rel_l2(s.logits, got + (n - 1) * V, (size_t)V) <= tol);
+        CHECK(test_rel_l2(s.logits, got + (n - 1) * V, (size_t)V) <= tol);
         // one thread gives the same bits
         ThreadPool *one = threadpool_new(1);
         ModelState s1;

@@ -19,6 +19,11 @@ static const char *key_token(ChatFormat f) {
     }
 }
 
+bool cli_chat_vocab_format(const Tokenizer *tok, ChatFormat *fmt) {
+    *fmt = chat_format_from_vocab(tok);
+    return key_token(*fmt) && has_token(tok, key_token(*fmt));
+}
+
 int cli_chat_choose_format(const char *name, const Model *m, const char *path, const Tokenizer *tok, ChatFormat *fmt,
                            bool *raw, char **tmpl, const char **why) {
     Err e;
@@ -44,8 +49,8 @@ int cli_chat_choose_format(const char *name, const Model *m, const char *path, c
     *fmt = chat_format_detect(*tmpl);
     *why = "the model's chat template";
     if (*fmt) return EXIT_OK;
-    ChatFormat v = chat_format_from_vocab(tok);
-    if (key_token(v) && has_token(tok, key_token(v))) {
+    ChatFormat v;
+    if (cli_chat_vocab_format(tok, &v)) {
         if (*tmpl)
             fprintf(stderr, "lossy: warning: the model's chat template is not one lossy recognises; using the "
                             "vocabulary's control tokens (%s; --chat-format to choose)\n", chat_format_name(v));
@@ -71,9 +76,14 @@ int cli_chat_setup_init(ChatSetup *cs, const CliArgs *a, const char *model_path,
     memset(cs, 0, sizeof *cs);
     cs->why = "";
     Err e;
-    if (model_load(&cs->model, model_path, &e)) return cli_fail(&e, model_path);
+    if (declares(a, "device")) {
+        int lrc = cli_device_load(a, &cs->model, model_path);
+        if (lrc != EXIT_OK) return lrc;
+    } else if (model_load(&cs->model, model_path, &e)) {
+        return cli_fail(&e, model_path);
+    }
     cs->model_ok = true;
-    int rc = declares(a, "device") ? cli_device_apply(a, &cs->model) : EXIT_OK;
+    int rc = EXIT_OK;
     if (rc == EXIT_OK && tokenizer_load(model_path, &cs->tok, &e)) rc = cli_fail(&e, model_path);
     char *tmpl = NULL;
     if (rc == EXIT_OK)

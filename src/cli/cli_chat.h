@@ -18,6 +18,10 @@
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
 
+// The chat format the vocabulary's control tokens imply (*fmt, ChatML when none does); false when the vocabulary
+// has no such tokens (a base model: the format's markers would be ordinary text).
+bool cli_chat_vocab_format(const Tokenizer *tok, ChatFormat *fmt);
+
 // name: the --chat-format value or NULL. On EXIT_OK: *raw, or *fmt (known); *why says where the format came from.
 // Otherwise prints the error and returns EXIT_USAGE. Either way *tmpl is the stored template (malloc'ed, or NULL) for
 // the caller to free. Warnings (an unrecognised template, a forced format whose control tokens are missing) go to stderr.

@@ -5,11 +5,16 @@
 
 #include "model/model_device.h"
 
-int cli_device_apply(const CliArgs *a, Model *m) {
+int cli_device_load(const CliArgs *a, Model *m, const char *path) {
+    memset(m, 0, sizeof *m);
     const char *dev = cli_flag_str(a, "device");
-    if (strcmp(dev, "cpu") != 0 && strcmp(dev, "cuda") != 0)
-        return cli_errorf(EXIT_USAGE, "--device", "must be cpu or cuda (got '%s')", dev);
+    const bool cuda = strcmp(dev, "cuda") == 0;
+    if (!cuda && strcmp(dev, "cpu") != 0) return cli_errorf(EXIT_USAGE, "--device", "must be cpu or cuda (got '%s')", dev);
     Err e;
-    if (model_use_device(m, dev, &e)) return cli_fail(&e, strcmp(dev, "cuda") == 0 ? "--device cuda" : "--device");
+    if ((cuda ? model_load_mapped : model_load)(m, path, &e)) return cli_fail(&e, path);
+    if (model_use_device(m, dev, &e)) {
+        model_free(m);
+        return cli_fail(&e, cuda ? "--device cuda" : "--device");
+    }
     return EXIT_OK;
 }

@@ -297,12 +297,8 @@ static int bench_model(const CliArgs *a, ThreadPool *pool) {
     const char *path = a->pos[0];
     Err e;
     Model m;
-    if (model_load(&m, path, &e)) return cli_fail(&e, path);
-    int dev_rc = cli_device_apply(a, &m);
-    if (dev_rc != EXIT_OK) {
-        model_free(&m);
-        return dev_rc;
-    }
+    int dev_rc = cli_device_load(a, &m, path);
+    if (dev_rc != EXIT_OK) return dev_rc;
     int64_t np = cli_flag_int(a, "prompt"), ng = cli_flag_int(a, "gen"), reps = cli_flag_int(a, "repeat");
     if (np < 1 || ng < 1 || reps < 1 || reps > 100) {
         model_free(&m);

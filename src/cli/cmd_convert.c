@@ -33,7 +33,7 @@ static int run(const CliArgs *a) {
         return cli_errorf(EXIT_USAGE, "--dtype", "unsupported type '%s' (f32, f16, bf16, q8_0, q4_0)", cli_flag_str(a, "dtype"));
     Err e;
     Model m;
-    if (model_load(&m, in, &e)) return cli_fail(&e, in);
+    if (model_load_mapped(&m, in, &e)) return cli_fail(&e, in);
     Tokenizer *tok = NULL;
     if (tokenizer_load(cli_flag_given(a, "tokenizer") ? cli_flag_str(a, "tokenizer") : in, &tok, &e)) {
         if (cli_flag_given(a, "tokenizer")) { // asked for, so not optional

@@ -216,8 +216,8 @@ static void print_text(const GGUFFile *g, const Summary *s, bool tensors, const 
     if (plan->total) {
         printf("memory plan:   %.1f MB at a %lld-token context = weights %.1f MB (mmapped", mb(plan->total), (long long)plan->n_ctx,
                mb(plan->weights));
-        if (plan->released) printf(", %.1f MB of them given back once packed", mb(plan->released));
-        printf(") + load-time copies %.1f MB (kernel layouts) + KV cache %.1f MB (f32, one sequence)\n", mb(plan->copies),
+        if (plan->released) printf(", %.1f MB of them given back once copied", mb(plan->released));
+        printf(") + load-time copies %.1f MB (kernel layouts, huge pages) + KV cache %.1f MB (f32, one sequence)\n", mb(plan->copies),
                mb(plan->kv_cache));
     } else {
         printf("memory plan:   none: %s\n", why->msg);

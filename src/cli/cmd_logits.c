@@ -27,14 +27,9 @@ static int run(const CliArgs *a) {
     if (cli_parse_ids(cli_flag_str(a, "ids"), &ids, &n)) return cli_errorf(EXIT_USAGE, "--ids", "expected token ids like 1,2,3");
     Err e;
     Model m;
-    if (model_load(&m, path, &e)) {
-        free(ids);
-        return cli_fail(&e, path);
-    }
-    int rc = cli_device_apply(a, &m);
+    int rc = cli_device_load(a, &m, path);
     if (rc != EXIT_OK) {
         free(ids);
-        model_free(&m);
         return rc;
     }
     ThreadPool *pool = threadpool_new(n_threads);

@@ -47,7 +47,7 @@ static int run(const CliArgs *a) {
     if (ti < 0) return cli_errorf(EXIT_USAGE, "--type", "unknown type '%s' (q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m, q5_k_m)", tname);
     Err e;
     Model m;
-    if (model_load(&m, in, &e)) return cli_fail(&e, in);
+    if (model_load_mapped(&m, in, &e)) return cli_fail(&e, in);
     Tokenizer *tok = NULL;
     if (tokenizer_load(in, &tok, &e)) {
         fprintf(stderr, "lossy: warning: no tokenizer written (%s); the file is marked as having no vocabulary "

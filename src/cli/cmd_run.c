@@ -60,13 +60,8 @@ static int run(const CliArgs *a) {
         return rc;
     }
     Model m;
-    if (model_load(&m, path, &e)) {
+    if ((rc = cli_device_load(a, &m, path)) != EXIT_OK) {
         free(prompt);
-        return cli_fail(&e, path);
-    }
-    if ((rc = cli_device_apply(a, &m)) != EXIT_OK) {
-        free(prompt);
-        model_free(&m);
         return rc;
     }
     const bool by_ids = cli_flag_given(a, "ids"), print_ids = cli_flag_bool(a, "print-ids");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_chat.h"
 #include "cli/cli_device.h"
 #include "cli/cli_sampling.h"
 #include "serve/server.h"
@@ -100,11 +101,7 @@ static int run(const CliArgs *a) {
         return cli_errorf(EXIT_USAGE, "--chat-format", "%s", e.msg);
 
     Model m;
-    if (model_load(&m, path, &e)) return cli_fail(&e, path);
-    if ((src = cli_device_apply(a, &m)) != EXIT_OK) {
-        model_free(&m);
-        return src;
-    }
+    if ((src = cli_device_load(a, &m, path)) != EXIT_OK) return src;
     Tokenizer *tok = NULL;
     if (tokenizer_load(path, &tok, &e)) {
         model_free(&m);
@@ -115,10 +112,20 @@ static int run(const CliArgs *a) {
         : m.format == MODEL_FORMAT_HF ? chat_template_from_hf_dir(path, &tmpl, &e) : 0)
         fprintf(stderr, "lossy: warning: chat template not read: %s\n", e.msg);
     ChatFormat fmt = forced ? forced : chat_format_detect(tmpl);
-    const char *why = forced ? "--chat-format" : fmt ? "the model's template" : "the vocabulary";
+    const char *why = forced ? "--chat-format" : "the model's template";
+    // As lossy chat decides, except that a base model still serves: /v1/completions continues text, and chat
+    // requests get ChatML markers as ordinary text (what llama.cpp's server does too), with a warning here.
     if (!fmt) {
-        if (tmpl) fprintf(stderr, "lossy: warning: the model's chat template is not one lossy recognises; using the vocabulary's control tokens (use --chat-format)\n");
-        fmt = chat_format_from_vocab(tok);
+        why = "the vocabulary";
+        if (cli_chat_vocab_format(tok, &fmt)) {
+            if (tmpl) fprintf(stderr, "lossy: warning: the model's chat template is not one lossy recognises; using the vocabulary's control tokens (%s; --chat-format to choose)\n", chat_format_name(fmt));
+        } else {
+            why = "a fallback for a base model";
+            fprintf(stderr, "lossy: warning: the model has %s and no chat control tokens in its vocabulary: it looks like a "
+                            "base model; /v1/chat/completions will lay messages out as %s with its markers as ordinary "
+                            "text (--chat-format NAME to choose; /v1/completions continues text as it is)\n",
+                    tmpl ? "a chat template lossy does not recognise" : "no chat template", chat_format_name(fmt));
+        }
     }
     Chat chat;
     int rc = EXIT_OK;

@@ -208,47 +208,49 @@ static bool decode_matrix(const Model *m, const Tensor *t) {
     return t->n_dims >= 2 && t != m->pos_embd && !(t == m->tok_embd && m->output != m->tok_embd);
 }
 
-// Q4_0 and Q8_0 matrices the decoding kernels read get an x4 copy (matvec.h) when the AVX-512 kernels are in use:
-// one sequential stream per matrix, in huge pages; F32 matrices get 32-column panels (wpanel.h), which every F32
-// product then uses — decoding one or several sequences and prompt chunks alike, with the same bits for a token
-// whichever way it is processed. LOSSY_REPACK=0 in the environment skips both, for benchmarking the plain layout.
-// With LOSSY_HUGEPAGES=1 every other decoding matrix is copied into huge pages as well: faster generation, at the
-// cost of the load-time copy and of the memory the mmapped file would share (off by default: issue 4 keeps
-// weights mmapped).
+// Every matrix the decoding kernels read gets a load-time copy in huge pages when the AVX-512 kernels are in use, and
+// the file pages it was made from are given back (drop_source), so the model is resident once: Q4_0 and Q8_0 as x4
+// groups (matvec.h: one sequential stream per matrix), F32 as 32-column panels (wpanel.h), which every F32 product
+// then uses (decoding one or several sequences and prompt chunks alike, with the same bits for a token whichever
+// way it is processed), every other type in its own layout. The same-layout copies pay twice over: 2 MiB pages
+// instead of 4 KiB ones (110M F16: 122-127 -> 138-140 tok/s), and a speed that no longer depends on how the file
+// came into the page cache (on the machines here, pages read from disk stream at ~20 GB/s against ~31 for memory
+// the CPU wrote: 1.1B F16 9.0 tok/s mapped from a freshly read file, 14.3 from the copy). LOSSY_REPACK=0 in the
+// environment skips every copy, for benchmarking the plain mmapped layout.
 typedef enum CopyKind { COPY_NONE, COPY_PANELS, COPY_X4, COPY_SAME } CopyKind;
 
 // The rule for one decoding matrix of type ty, rows x cols, nbytes as stored (shared with model_memory_plan).
-static CopyKind copy_rule(DType ty, int64_t rows, int64_t cols, size_t nbytes, bool repack, bool copy, size_t *bytes) {
+static CopyKind copy_rule(DType ty, int64_t rows, int64_t cols, size_t nbytes, bool repack, size_t *bytes) {
     size_t stride;
     *bytes = 0;
-    if (repack && ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(rows, cols)) > 0) return COPY_PANELS;
-    if (repack && matvec_x4_supports(ty) && rows >= 4 && quant_row_bytes(ty, cols, &stride, NULL) == 0) {
+    if (!repack) return COPY_NONE;
+    if (ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(rows, cols)) > 0) return COPY_PANELS;
+    if (matvec_x4_supports(ty) && rows >= 4 && quant_row_bytes(ty, cols, &stride, NULL) == 0) {
         *bytes = matvec_x4_bytes(ty, rows, cols);
         return COPY_X4;
     }
-    if (copy) return *bytes = nbytes, COPY_SAME;
-    return COPY_NONE;
+    return *bytes = nbytes, COPY_SAME;
 }
 
-// Whether load-time copies are made in this process (LOSSY_REPACK, LOSSY_HUGEPAGES; the AVX-512 kernels).
-static void copy_switches(bool *repack, bool *copy) {
-    const char *rp = getenv("LOSSY_REPACK"), *hp = getenv("LOSSY_HUGEPAGES");
-    *repack = !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512;
-    *copy = hp && strcmp(hp, "1") == 0;
+// Whether load-time copies are made in this process: the AVX-512 kernels, unless LOSSY_REPACK=0 or the caller
+// loads for something other than running on the CPU (model_load_mapped).
+static bool copy_switch(bool wanted) {
+    const char *rp = getenv("LOSSY_REPACK");
+    return wanted && !(rp && strcmp(rp, "0") == 0) && matvec_current_path() == KERNEL_AVX512;
 }
 
 // The copy repack_weights makes of tensor i: its kind, and its bytes through *bytes.
-static CopyKind copy_kind(const Model *m, size_t i, bool repack, bool copy, size_t *bytes) {
+static CopyKind copy_kind(const Model *m, size_t i, bool repack, size_t *bytes) {
     const Tensor *t = &m->w.t[i];
     *bytes = 0;
     if (!decode_matrix(m, t)) return COPY_NONE;
-    return copy_rule((DType)t->type, tensor_rows(t), t->ne[0], t->nbytes, repack, copy, bytes);
+    return copy_rule((DType)t->type, tensor_rows(t), t->ne[0], t->nbytes, repack, bytes);
 }
 
 // The file pages of tensor t, when t lies in the model's mapped file(s): given back once t has a copy that every
-// product reads instead (F32 panels; Q4_0/Q8_0 x4 groups, which prompt chunks read too), so a model is not resident
-// twice. Reads of t->data still work (the GPU upload, a tied embedding's row lookups, the rows past the last x4
-// group): they fault the pages in again.
+// product reads instead (decoding and prompt chunks alike), so a model is not resident twice. Reads of t->data still
+// work (a tied embedding's row lookups in the x4 and panel layouts, the rows past the last x4 group): they fault
+// those pages in again.
 static void drop_source(const Model *m, const Tensor *t) {
     if (m->format == MODEL_FORMAT_GGUF) filemap_drop(&m->gguf.map, t->data, t->nbytes);
     else if (m->format == MODEL_FORMAT_HF && m->st.maps)
@@ -256,16 +258,15 @@ static void drop_source(const Model *m, const Tensor *t) {
     else if (m->format == MODEL_FORMAT_LLAMA2C && m->l2c) filemap_drop(&((const Llama2cFile *)m->l2c)->map, t->data, t->nbytes);
 }
 
-static void repack_weights(Model *m) {
+static void repack_weights(Model *m, bool wanted) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
     m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
-    bool repack, copy;
-    copy_switches(&repack, &copy);
+    const bool repack = copy_switch(wanted);
     // One arena for all copies: each matrix in its own huge-page-aligned buffer would round every small matrix up
     // to 2 MiB of resident memory. Copies start 4 KiB apart (aligned vector loads, no shared lines).
     size_t total = 0, bytes;
     for (size_t i = 0; i < m->w.n; i++)
-        if (copy_kind(m, i, repack, copy, &bytes) != COPY_NONE) {
+        if (copy_kind(m, i, repack, &bytes) != COPY_NONE) {
             size_t padded = (bytes + 4095) / 4096 * 4096;
             if (padded < bytes || total + padded < total) return; // cannot happen for mapped tensors: keep the plain layout
             total += padded;
@@ -278,7 +279,7 @@ static void repack_weights(Model *m) {
     for (size_t i = 0; i < m->w.n; i++) {
         const Tensor *t = &m->w.t[i];
         size_t stride;
-        CopyKind kind = copy_kind(m, i, repack, copy, &bytes);
+        CopyKind kind = copy_kind(m, i, repack, &bytes);
         if (decode_matrix(m, t) && kind != COPY_PANELS) m->all_panels = false;
         switch (kind) {
         case COPY_NONE: continue;
@@ -296,6 +297,7 @@ static void repack_weights(Model *m) {
         case COPY_SAME:
             memcpy(at, t->data, t->nbytes);
             m->copied[i] = at;
+            drop_source(m, t);
             break;
         }
         at += (bytes + 4095) / 4096 * 4096;
@@ -342,7 +344,7 @@ size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t
     return n;
 }
 
-int model_load(Model *m, const char *path, Err *e) {
+static int load_model(Model *m, const char *path, bool cpu_copies, Err *e) {
     memset(m, 0, sizeof *m);
     model_config_init(&m->cfg);
     weights_init(&m->w);
@@ -362,10 +364,13 @@ int model_load(Model *m, const char *path, Err *e) {
     }
     if (rc == 0) rc = model_config_validate(&m->cfg, path, e);
     if (rc == 0) rc = bind_weights(m, e);
-    if (rc == 0) repack_weights(m);
+    if (rc == 0) repack_weights(m, cpu_copies);
     if (rc) model_free(m);
     return rc;
 }
+
+int model_load(Model *m, const char *path, Err *e) { return load_model(m, path, true, e); }
+int model_load_mapped(Model *m, const char *path, Err *e) { return load_model(m, path, false, e); }
 
 void model_free(Model *m) {
     if (m->gpu) model_device_free(m);
@@ -573,7 +578,9 @@ static int embed(const Model *m, int32_t token, int64_t pos, float *x, float *tm
     if (token < 0 || token >= c->vocab_size) return ERR(e, "token id %d is outside the vocabulary (%lld)", token, (long long)c->vocab_size);
     size_t row;
     if (quant_row_bytes((DType)m->tok_embd->type, C, &row, e)) return -1;
-    if (quant_dequantize_row((DType)m->tok_embd->type, (const uint8_t *)m->tok_embd->data + (size_t)token * row, x, C, e)) return -1;
+    // a tied embedding's same-layout copy, where it has one (its file pages are given back)
+    const uint8_t *rows = decode_data(m, m->tok_embd);
+    if (quant_dequantize_row((DType)m->tok_embd->type, rows + (size_t)token * row, x, C, e)) return -1;
     if (m->pos_embd) {
         if (quant_row_bytes((DType)m->pos_embd->type, C, &row, e) ||
             quant_dequantize_row((DType)m->pos_embd->type, (const uint8_t *)m->pos_embd->data + (size_t)pos * row, tmp, C, e))
@@ -871,6 +878,7 @@ typedef struct BProj {
     const WgemmAct *act;
     const float *panels; // w in panels (wpanel.h) or NULL
     const void *x4;      // w's x4 copy (Q4_0/Q8_0, matvec.h) or NULL: read instead of the plain rows
+    const void *rows;    // w's rows: its same-layout copy (decode_data) or the mapped tensor
 } BProj;
 
 typedef struct BProjJob {
@@ -903,7 +911,7 @@ static void bproj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
             wpanel_rows(p->panels, tensor_rows(p->w), p->w->ne[0], r0, r1, T, j->s->batch->panel_act, ys);
             continue;
         }
-        wgemm_rows_x4((DType)p->w->type, p->x4, tensor_rows(p->w), p->w->data, p->stride, r0, r1, p->act, p->y, p->ldy,
+        wgemm_rows_x4((DType)p->w->type, p->x4, tensor_rows(p->w), p->rows, p->stride, r0, r1, p->act, p->y, p->ldy,
                       &j->scratch[ith]);
     }
 }
@@ -931,6 +939,7 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
         p[i].act = NULL;
         p[i].panels = panels_of(s->m, w);
         p[i].x4 = repacked_of(s->m, w);
+        p[i].rows = decode_data(s->m, w);
         for (int k = 0; k < n_acts && !p[i].act; k++)
             if (wgemm_act_fits(&B->act[k], (DType)w->type)) p[i].act = &B->act[k];
         if (!p[i].act) {
@@ -970,7 +979,7 @@ static int bproject_many(ModelState *s, const float *x, int64_t ldx, int64_t T, 
 
 static int bproject(ModelState *s, const float *x, int64_t ldx, int64_t T, const Tensor *w, const float *bias, float *y,
                     int64_t ldy, Err *e) {
-    BProj p = {w, bias, y, ldy, 0, NULL, NULL, NULL};
+    BProj p = {w, bias, y, ldy, 0, NULL, NULL, NULL, NULL};
     return bproject_many(s, x, ldx, T, &p, 1, e);
 }
 
@@ -1041,9 +1050,9 @@ static int forward_rows(ModelState *const *st, const int32_t *tokens, const int6
         if (L->wqkv) {
             if (bproject(s0, B->xb, C, R, L->wqkv, L->bqkv, B->qkv, QKV, e)) return -1;
         } else {
-            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL, NULL, NULL},
-                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL, NULL, NULL},
-                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL, NULL, NULL}};
+            BProj p[3] = {{L->wq, L->bq, B->qkv, QKV, 0, NULL, NULL, NULL, NULL},
+                          {L->wk, L->bk, B->qkv + H * hd, QKV, 0, NULL, NULL, NULL, NULL},
+                          {L->wv, L->bv, B->qkv + (H + Hkv) * hd, QKV, 0, NULL, NULL, NULL, NULL}};
             if (bproject_many(s0, B->xb, C, R, p, 3, e)) return -1;
         }
         for (int64_t i = 0, r = 0; i < n; i++)
@@ -1062,7 +1071,7 @@ static int forward_rows(ModelState *const *st, const int32_t *tokens, const int6
         for (int64_t i = 0; i < R * C; i++) B->x[i] += B->tmp[i];
         norm_rows(c, B->xb, B->x, L->ffn_norm, L->ffn_norm_b, R);
         if (c->mlp == MLP_GATED) {
-            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL, NULL, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL, NULL, NULL}};
+            BProj p[2] = {{L->w_gate, L->b_gate, B->hb, F, 0, NULL, NULL, NULL, NULL}, {L->w_up, L->b_up, B->hb2, F, 0, NULL, NULL, NULL, NULL}};
             if (bproject_many(s0, B->xb, C, R, p, 2, e)) return -1;
         } else {
             if (bproject(s0, B->xb, C, R, L->w_up, L->b_up, B->hb2, F, e)) return -1;
@@ -1188,8 +1197,7 @@ int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err 
     model_config_init(&c);
     if (model_config_from_gguf(g, &c, e) || model_config_validate(&c, g->name, e)) return -1;
     p->n_ctx = default_ctx(&c, n_ctx);
-    bool repack, copy;
-    copy_switches(&repack, &copy);
+    const bool repack = copy_switch(true);
     const GGUFTensor *tok = gguf_find_tensor(g, "token_embd.weight"), *out = gguf_find_tensor(g, "output.weight");
     for (size_t i = 0; i < g->n_tensors; i++) {
         const GGUFTensor *t = &g->tensors[i];
@@ -1198,10 +1206,9 @@ int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err 
         bool decode = t->n_dims >= 2 && strcmp(t->name, "position_embd.weight") != 0 && !(t == tok && out);
         size_t bytes;
         CopyKind kind = decode ? copy_rule((DType)t->type, (int64_t)(t->n_elements / (uint64_t)(t->ne[0] ? t->ne[0] : 1)),
-                                           (int64_t)t->ne[0], t->nbytes, repack, copy, &bytes)
+                                           (int64_t)t->ne[0], t->nbytes, repack, &bytes)
                                : COPY_NONE;
-        if (kind != COPY_NONE) p->copies += (bytes + 4095) / 4096 * 4096;
-        if (kind == COPY_PANELS || kind == COPY_X4) p->released += t->nbytes; // drop_source
+        if (kind != COPY_NONE) p->copies += (bytes + 4095) / 4096 * 4096, p->released += t->nbytes; // drop_source
     }
     size_t kv;
     if (!size_mul((size_t)c.n_layer, (size_t)p->n_ctx, &kv) || !size_mul(kv, (size_t)(c.n_head_kv * c.head_dim), &kv) ||

@@ -47,15 +47,20 @@ typedef struct Model {
     const void **repacked;     // (w.n) per weight: a copy in a layout the kernels read faster (Q4_0x4 of a Q4_0
                                // matrix, matvec.h; 32-column panels of an F32 matrix, wpanel.h) or NULL; made at
                                // load when the AVX-512 kernels run
-    const void **copied;       // (w.n) per weight: a same-layout copy in huge pages (LOSSY_HUGEPAGES=1) or NULL
+    const void **copied;       // (w.n) per weight: a same-layout copy in huge pages (every other decoding matrix, when
+                               // the AVX-512 kernels run) or NULL
     double *inv_freq;          // (rope_dim / 2) rotary inverse frequencies, scaling and rope_freqs applied
     void *gpu;                 // the GPU copy (model_device.h) when the model runs with --device cuda, else NULL
     bool all_panels;           // every matrix the forward pass multiplies by is in panels (model_forward_multi)
 } Model;
 
 // Load a model: a GGUF file, a Hugging Face directory (config.json + model.safetensors[.index.json]) or a llama2.c
-// checkpoint (.bin). The format is detected from the path and the file's first bytes.
+// checkpoint (.bin). The format is detected from the path and the file's first bytes. For running on the CPU: with
+// the AVX-512 kernels every decoding matrix is copied at load into the layout they read fastest (model.c).
 int model_load(Model *m, const char *path, Err *e);
+// The same model with every tensor left where it is mapped (no load-time copies): for reading the weights
+// (convert, quantize) and for uploading them to a GPU.
+int model_load_mapped(Model *m, const char *path, Err *e);
 void model_free(Model *m);
 
 // Bytes of weights read per generated token (every matrix once), for bandwidth figures.
@@ -66,13 +71,13 @@ size_t model_weight_bytes(const Model *m);
 size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t max);
 
 // Memory a model needs on the CPU, from a GGUF file's header alone (lossy info shows it before anything big is
-// allocated): the mmapped weights, the load-time copies this process would make (F32 panels, Q4_0/Q8_0 x4 groups
-// for the AVX-512 kernels; LOSSY_REPACK=0 / LOSSY_HUGEPAGES=1 respected) and one sequence's f32 KV cache at n_ctx
-// positions (n_ctx <= 0: the length model_state_init picks).
+// allocated): the mmapped weights, the load-time copies model_load would make in this process (F32 panels, Q4_0/Q8_0
+// x4 groups, same-layout copies of the rest, for the AVX-512 kernels; LOSSY_REPACK=0 respected) and one sequence's
+// f32 KV cache at n_ctx positions (n_ctx <= 0: the length model_state_init picks).
 typedef struct ModelMemoryPlan {
     int64_t n_ctx;
     size_t weights, copies, kv_cache, total; // bytes
-    size_t released; // of weights: file pages given back once their matrix is repacked (panels, x4); not in total
+    size_t released; // of weights: file pages given back once their matrix is copied; not in total
 } ModelMemoryPlan;
 int model_memory_plan(const GGUFFile *g, int64_t n_ctx, ModelMemoryPlan *p, Err *e);
 

@@ -229,19 +229,18 @@ TEST(cli_info_memory_plan) {
     for (size_t i = 0; i < g.n_tensors; i++) weights += g.tensors[i].nbytes;
     gguf_close(&g);
     CHECK_EQ_INT(json_integer_value(json_object_get(plan, "weights_bytes")), (int64_t)weights);
-    // copies: what the loaded model made, each rounded up to 4 KiB in its arena
-    size_t copies = 0;
+    // copies: what the loaded model made (repacked layouts, same-layout copies), each rounded up to 4 KiB in its arena
+    size_t copies = 0, released = 0;
     for (size_t i = 0; i < m.w.n; i++) {
         const Tensor *t = &m.w.t[i];
-        if (!m.repacked[i]) continue;
-        size_t b = t->type == DT_F32 ? wpanel_bytes(tensor_rows(t), t->ne[0]) : matvec_x4_bytes((DType)t->type, tensor_rows(t), t->ne[0]);
+        size_t b = m.repacked[i] ? (t->type == DT_F32 ? wpanel_bytes(tensor_rows(t), t->ne[0]) : matvec_x4_bytes((DType)t->type, tensor_rows(t), t->ne[0]))
+                   : m.copied[i] ? t->nbytes
+                                 : 0;
+        if (!m.repacked[i] && !m.copied[i]) continue;
         copies += (b + 4095) / 4096 * 4096;
+        released += t->nbytes; // the file bytes of a copied matrix are given back, so they leave the total
     }
     CHECK_EQ_INT(json_integer_value(json_object_get(plan, "copies_bytes")), (int64_t)copies);
-    // the file bytes of repacked matrices are given back once packed, so they leave the total
-    size_t released = 0;
-    for (size_t i = 0; i < m.w.n; i++)
-        if (m.repacked[i]) released += m.w.t[i].nbytes;
     CHECK_EQ_INT(json_integer_value(json_object_get(plan, "weights_released_bytes")), (int64_t)released);
     CHECK_EQ_INT(json_integer_value(json_object_get(plan, "total_bytes")),
                  json_integer_value(json_object_get(plan, "weights_bytes")) - (int64_t)released +

@@ -36,23 +36,13 @@ static void require_gpu(void) {
 #endif
 }
 
-static double rel_l2(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 // Loads path twice (CPU and GPU) and compares logits of ids fed one at a time (decoding) and as one prompt
 // (model_forward_all: prompt chunks), each against the CPU doing the same.
 static void compare_paths(const char *path, const int32_t *ids, int64_t n, double tol_decode, double tol_prompt) {
     Err e;
     Model mc, mg;
     REQUIREF(model_load(&mc, path, &e) == 0, "%s: %s", path, e.msg);
-    REQUIREF(model_load(&mg, path, &e) == 0, "%s: %s", path, e.msg);
+    REQUIREF(model_load_mapped(&mg, path, &e) == 0, "%s: %s", path, e.msg);
     REQUIREF(model_use_device(&mg, "cuda", &e) == 0, "%s: %s", path, e.msg);
     const int64_t V = mc.cfg.vocab_size;
     // the callers' ids are spread over [0, 1000); fold them into this model's vocabulary
@@ -72,20 +62,20 @@ static void compare_paths(const char *path, const int32_t *ids, int64_t n, doubl
         memcpy(lg + t * V, sg.logits, (size_t)V * sizeof(float));
     }
     CHECK_EQ_INT(sg.pos, n);
-    double rd = rel_l2(lg, lc, (size_t)(n * V));
+    double rd = test_rel_l2(lg, lc, (size_t)(n * V));
     CHECKF(rd <= tol_decode, "%s decoding: relative L2 %.3g > %.3g", path, rd, tol_decode);
     model_state_reset(&sc);
     model_state_reset(&sg);
     REQUIREF(model_forward_all(&sc, ids, n, lc, &e) == 0, "%s", e.msg);
     REQUIREF(model_forward_all(&sg, ids, n, lg, &e) == 0, "gpu: %s", e.msg);
-    double rp = rel_l2(lg, lc, (size_t)(n * V));
+    double rp = test_rel_l2(lg, lc, (size_t)(n * V));
     CHECKF(rp <= tol_prompt, "%s prompt: relative L2 %.3g > %.3g", path, rp, tol_prompt);
     // s->logits holds the last row, and decoding continues from the prompt's cache
     CHECK(memcmp(sg.logits, lg + (n - 1) * V, (size_t)V * sizeof(float)) == 0);
     int32_t next = sampler_argmax(sc.logits, V);
     REQUIREF(model_forward(&sc, &next, 1, &e) == 0, "%s", e.msg);
     REQUIREF(model_forward(&sg, &next, 1, &e) == 0, "gpu: %s", e.msg);
-    double rn = rel_l2(sg.logits, sc.logits, (size_t)V);
+    double rn = test_rel_l2(sg.logits, sc.logits, (size_t)V);
     CHECKF(rn <= tol_prompt, "%s decode after prompt: relative L2 %.3g > %.3g", path, rn, tol_prompt);
     if (getenv("LOSSY_TEST_VERBOSE"))
         printf("    %s: decode %.3g, prompt %.3g, decode after prompt %.3g\n", path, rd, rp, rn);
@@ -131,7 +121,7 @@ static void converted(DType t, double tol_decode, double tol_prompt) {
     snprintf(dst, sizeof dst, "%s/m.gguf", test_tmpdir());
     Err e;
     Model m;
-    REQUIREF(model_load(&m, src, &e) == 0, "%s", e.msg);
+    REQUIREF(model_load_mapped(&m, src, &e) == 0, "%s", e.msg);
     ConvertOpts o = {.dtype = t, .mix = CONVERT_MIX_NONE};
     REQUIREF(model_write_gguf(&m, NULL, dst, &o, &e) == 0, "%s", e.msg);
     model_free(&m);
@@ -153,7 +143,7 @@ TEST(gpu_greedy_stories260k_matches_cpu) {
     Err e;
     Model mc, mg;
     REQUIREF(model_load(&mc, path, &e) == 0, "%s", e.msg);
-    REQUIREF(model_load(&mg, path, &e) == 0, "%s", e.msg);
+    REQUIREF(model_load_mapped(&mg, path, &e) == 0, "%s", e.msg);
     REQUIREF(model_use_device(&mg, "cuda", &e) == 0, "%s", e.msg);
     ModelState sc, sg;
     REQUIREF(model_state_init(&sc, &mc, 0, NULL, &e) == 0, "%s", e.msg);
@@ -201,7 +191,7 @@ static void batch_vs_single(DType t) {
             REQUIREF(model_forward(&b[k], &tok[k], 1, &e) == 0, "%s", e.msg);
             CHECK_EQ_INT(a[k].pos, b[k].pos);
             CHECKF(memcmp(a[k].logits, b[k].logits, (size_t)V * sizeof(float)) == 0, "%s step %d state %d: batched != single (rel %.3g)",
-                   dtype_name(t), step, k, rel_l2(a[k].logits, b[k].logits, (size_t)V));
+                   dtype_name(t), step, k, test_rel_l2(a[k].logits, b[k].logits, (size_t)V));
         }
     }
     for (int k = 0; k < S; k++) model_state_free(&a[k]), model_state_free(&b[k]);

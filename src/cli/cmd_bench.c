@@ -58,15 +58,33 @@ typedef struct {
 } ReadJob;
 
 #if defined(__x86_64__)
+// The loads address the data as base + index and the prefetches go through a second pointer 1 KiB ahead. Written in
+// assembly because the compiler's choice of addressing decides the result: the same loop with base + displacement
+// loads off one moving pointer (what gcc makes of it when the prefetch distance is a constant) reads 1 GiB at 31 GB/s
+// on 2 threads of this machine, this form at 36-37 (pure-read scratch variants, pthreads and the pool alike). A
+// probe that reads slower than the machine can would make every kernel look closer to the limit than it is.
 __attribute__((target("avx512f"))) static uint64_t read_avx512(const uint8_t *p, size_t n) {
+    n &= ~(size_t)255;
+    if (n == 0) return 0;
+    const uint8_t *ahead = p + 1024;
+    size_t i = 0;
     __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-    for (size_t i = 0; i + 256 <= n; i += 256) {
-        for (int k = 0; k < 4; k++) _mm_prefetch((const char *)p + i + 1024 + 64 * k, _MM_HINT_T0);
-        s0 = _mm512_add_epi64(s0, _mm512_loadu_si512(p + i));
-        s1 = _mm512_add_epi64(s1, _mm512_loadu_si512(p + i + 64));
-        s2 = _mm512_add_epi64(s2, _mm512_loadu_si512(p + i + 128));
-        s3 = _mm512_add_epi64(s3, _mm512_loadu_si512(p + i + 192));
-    }
+    __asm__ volatile("1:\n\t"
+                     "vpaddq (%[p],%[i]), %[s0], %[s0]\n\t"
+                     "vpaddq 64(%[p],%[i]), %[s1], %[s1]\n\t"
+                     "vpaddq 128(%[p],%[i]), %[s2], %[s2]\n\t"
+                     "vpaddq 192(%[p],%[i]), %[s3], %[s3]\n\t"
+                     "add $256, %[i]\n\t"
+                     "prefetcht0 (%[a])\n\t"
+                     "prefetcht0 64(%[a])\n\t"
+                     "prefetcht0 128(%[a])\n\t"
+                     "prefetcht0 192(%[a])\n\t"
+                     "add $256, %[a]\n\t"
+                     "cmp %[n], %[i]\n\t"
+                     "jb 1b"
+                     : [i] "+r"(i), [a] "+r"(ahead), [s0] "+v"(s0), [s1] "+v"(s1), [s2] "+v"(s2), [s3] "+v"(s3)
+                     : [p] "r"(p), [n] "r"(n)
+                     : "cc", "memory");
     return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
 }
 

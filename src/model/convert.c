@@ -124,9 +124,11 @@ static void row_worker(void *ctx, int ith, int nth) {
 // Convert t's data into dtype `to` (a new buffer unless the type already matches).
 static int convert_data(const Tensor *t, DType to, ThreadPool *pool, Owned *ow, const void **out, size_t *nbytes, Err *e) {
     const int64_t cols = t->ne[0], rows = tensor_rows(t);
+    char lb[320];
+    const char *label = weights_label(t->name, t->src_name, lb, sizeof lb); // the user's name for it too
     size_t out_row, in_row;
-    if (quant_row_bytes(to, cols, &out_row, e) || quant_row_bytes((DType)t->type, cols, &in_row, e)) return err_prefix(e, "tensor '%s': ", t->name);
-    if (!size_mul(out_row, (size_t)rows, nbytes)) return ERR(e, "tensor '%s' too large", t->name);
+    if (quant_row_bytes(to, cols, &out_row, e) || quant_row_bytes((DType)t->type, cols, &in_row, e)) return err_prefix(e, "tensor %s: ", label);
+    if (!size_mul(out_row, (size_t)rows, nbytes)) return ERR(e, "tensor %s too large", label);
     if ((DType)t->type == to) {
         *out = t->data;
         return 0;
@@ -141,7 +143,7 @@ static int convert_data(const Tensor *t, DType to, ThreadPool *pool, Owned *ow, 
     pthread_mutex_destroy(&j.mu);
     if (j.bad_row < rows) {
         *e = j.err;
-        return err_prefix(e, "tensor '%s' row %lld: ", t->name, (long long)j.bad_row);
+        return err_prefix(e, "tensor %s row %lld: ", label, (long long)j.bad_row);
     }
     *out = j.dst;
     return 0;

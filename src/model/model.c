@@ -38,12 +38,23 @@ typedef struct Binder {
     Model *m;
     Err *e;
     int failed;
+    char label[600];
 } Binder;
+
+// How errors name tensor `name` (t: the tensor, NULL when missing): with the Hugging Face name too for a directory,
+// since its user never saw the GGUF names ("'model.layers.0.self_attn.k_proj.weight' (blk.0.attn_k.weight)").
+static const char *label(Binder *b, const char *name, const Tensor *t) {
+    char hf[256];
+    const char *src = t ? t->src_name : NULL;
+    if (!t && b->m->format == MODEL_FORMAT_HF && weights_hf_name_of(&b->m->w, name, b->m->cfg.arch == ARCH_GPT2, hf, sizeof hf))
+        src = hf;
+    return weights_label(name, src, b->label, sizeof b->label);
+}
 
 static const Tensor *find_or_fail(Binder *b, const char *name, bool required) {
     const Tensor *t = weights_find(&b->m->w, name);
     if (!t && required && !b->failed) {
-        ERR(b->e, "missing tensor '%s'", name);
+        ERR(b->e, "missing tensor %s", label(b, name, NULL));
         b->failed = 1;
     }
     return t;
@@ -56,20 +67,20 @@ static const float *bind_vec(Binder *b, const char *name, int64_t n, bool requir
     if (!t) return NULL;
     int64_t count = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
     if (count != n) {
-        ERR(b->e, "tensor '%s' has %lld elements, expected %lld", name, (long long)count, (long long)n);
+        ERR(b->e, "tensor %s has %lld elements, expected %lld", label(b, name, t), (long long)count, (long long)n);
         b->failed = 1;
         return NULL;
     }
     if (t->type == DT_F32) return t->data;
     if (!quant_can_dequantize((DType)t->type)) {
-        ERR(b->e, "tensor '%s' has unsupported type %s", name, dtype_name(t->type));
+        ERR(b->e, "tensor %s has unsupported type %s", label(b, name, t), dtype_name(t->type));
         b->failed = 1;
         return NULL;
     }
     float *buf = xmalloc_array((size_t)n, sizeof(float));
     if (quant_dequantize_row((DType)t->type, t->data, buf, n, b->e)) {
         free(buf);
-        err_prefix(b->e, "tensor '%s': ", name);
+        err_prefix(b->e, "tensor %s: ", label(b, name, t));
         b->failed = 1;
         return NULL;
     }
@@ -83,13 +94,13 @@ static const Tensor *bind_mat(Binder *b, const char *name, int64_t in, int64_t o
     const Tensor *t = find_or_fail(b, name, required);
     if (!t) return NULL;
     if (t->ne[0] != in || tensor_rows(t) != out) {
-        ERR(b->e, "tensor '%s' has shape %lld x %lld, expected %lld x %lld (in x out)", name, (long long)t->ne[0],
+        ERR(b->e, "tensor %s has shape %lld x %lld, expected %lld x %lld (in x out)", label(b, name, t), (long long)t->ne[0],
             (long long)tensor_rows(t), (long long)in, (long long)out);
         b->failed = 1;
         return NULL;
     }
     if (!matvec_supports((DType)t->type)) {
-        ERR(b->e, "tensor '%s' has type %s, which lossy cannot compute with yet", name, dtype_name(t->type));
+        ERR(b->e, "tensor %s has type %s, which lossy cannot compute with yet", label(b, name, t), dtype_name(t->type));
         b->failed = 1;
         return NULL;
     }
@@ -98,7 +109,7 @@ static const Tensor *bind_mat(Binder *b, const char *name, int64_t in, int64_t o
 
 static int bind_weights(Model *m, Err *e) {
     const ModelConfig *c = &m->cfg;
-    Binder b = {m, e, 0};
+    Binder b = {m, e, 0, ""};
     const int64_t C = c->n_embd, F = c->n_ff, hd = c->head_dim, H = c->n_head, Hkv = c->n_head_kv;
     m->tok_embd = bind_mat(&b, "token_embd.weight", C, c->vocab_size, true);
     if (c->pos == POS_LEARNED) m->pos_embd = bind_mat(&b, "position_embd.weight", C, c->n_ctx_train, true);

@@ -4,7 +4,7 @@
 // safetensors through a name mapping (model.layers.N.self_attn.q_proj.weight → blk.N.attn_q.weight; GPT-2's
 // Conv1D (in, out) matrices are transposed into (out, in) rows, the only case that copies), llama2.c checkpoints
 // through formats/llama2c.h. The model binds its weights by these names and checks every shape against its
-// ModelConfig, so a wrong file is an error naming the tensor, never silent garbage.
+// ModelConfig, so a wrong file is an error naming the tensor (as the user's file calls it too), never silent garbage.
 #ifndef LOSSY_WEIGHTS_H
 #define LOSSY_WEIGHTS_H
 
@@ -18,6 +18,7 @@
 // of rows; a matrix used as y = W x has ne[0] = in, ne[1] = out.
 typedef struct Tensor {
     const char *name;
+    const char *src_name; // the name in the user's file where that differs (Hugging Face), else NULL; for errors
     uint32_t type;   // DType
     uint32_t n_dims;
     int64_t ne[4];
@@ -53,5 +54,11 @@ int weights_from_safetensors(WeightTable *w, const struct SafeTensors *st, int g
 // Map one Hugging Face tensor name to its GGUF name; returns 1 mapped (out filled, *transpose set), 0 skip (not a
 // weight), -1 unknown.
 int weights_map_hf_name(const char *hf, int gpt2, char *out, size_t out_len, int *transpose);
+// The reverse, for an error about a tensor the file lacks: the Hugging Face name the GGUF-named one would have come
+// from (GPT-2's q/k/v: the fused c_attn; "transformer." in front when w's GPT-2 names have it). Returns 1 with out
+// filled, 0 when no Hugging Face tensor maps to gguf.
+int weights_hf_name_of(const WeightTable *w, const char *gguf, int gpt2, char *out, size_t out_len);
+// How an error names a tensor: "'src' (name)" when the user's file calls it src, else "'name'" (GGUF files).
+const char *weights_label(const char *name, const char *src, char *buf, size_t buf_len);
 
 #endif

@@ -727,6 +727,7 @@ TEST(model_variants_llama_sharded) {
 }
 
 // ---- clear errors for a config that disagrees with the tensors ----
+// Each names the tensor as the user's file does, then the GGUF name lossy binds it by.
 
 TEST(model_variants_errors_llama) {
     Spec s = llama31_spec(ROPE_LLAMA3_OLD);
@@ -734,15 +735,17 @@ TEST(model_variants_errors_llama) {
     make_params(&r, &s);
     // num_key_value_heads 4 while k_proj holds 2 heads
     r.s.Hkv = 4;
-    expect_load_error(write_hf_dir(&r, "kv_heads"), __LINE__, "blk.0.attn_k.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "kv_heads"), __LINE__,
+                      "tensor 'model.layers.0.self_attn.k_proj.weight' (blk.0.attn_k.weight) has shape", "expected");
     r.s.Hkv = 2;
     // head_dim 12 (hidden / heads) while q_proj holds 4 x 16 rows: head_dim left out of the config
     r.s.hd = 12;
-    expect_load_error(write_hf_dir(&r, "head_dim"), __LINE__, "blk.0.attn_q.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "head_dim"), __LINE__, "'model.layers.0.self_attn.q_proj.weight' (blk.0.attn_q.weight)",
+                      "expected");
     r.s.hd = 16;
     // untied config without lm_head.weight
     drop_param(&r, "lm_head.weight");
-    expect_load_error(write_hf_dir(&r, "no_lm_head"), __LINE__, "output.weight", NULL);
+    expect_load_error(write_hf_dir(&r, "no_lm_head"), __LINE__, "missing tensor 'lm_head.weight' (output.weight)", NULL);
     // a rope type lossy does not implement is named, not ignored
     char path[4300];
     snprintf(path, sizeof path, "%s/config.json", write_hf_dir(&r, "yarn"));
@@ -773,7 +776,8 @@ TEST(model_variants_errors_qwen2) {
     make_params(&r, &s);
     // Qwen2 attention always has q/k/v biases
     drop_param(&r, "model.layers.1.self_attn.k_proj.bias");
-    expect_load_error(write_hf_dir(&r, "no_bias"), __LINE__, "blk.1.attn_k.bias", NULL);
+    expect_load_error(write_hf_dir(&r, "no_bias"), __LINE__,
+                      "missing tensor 'model.layers.1.self_attn.k_proj.bias' (blk.1.attn_k.bias)", NULL);
     ref_free(&r);
     // a bias of the wrong length
     make_params(&r, &s);
@@ -782,7 +786,8 @@ TEST(model_variants_errors_qwen2) {
     p->shape[0] = p->n = (size_t)(s.H * s.hd); // q's length; the data is random anyway
     p->v = xrealloc(p->v, p->n * sizeof(double));
     for (size_t i = 0; i < p->n; i++) p->v[i] = 0;
-    expect_load_error(write_hf_dir(&r, "bias_len"), __LINE__, "blk.0.attn_v.bias", "elements");
+    expect_load_error(write_hf_dir(&r, "bias_len"), __LINE__, "'model.layers.0.self_attn.v_proj.bias' (blk.0.attn_v.bias)",
+                      "elements");
     ref_free(&r);
 }
 
@@ -793,11 +798,12 @@ TEST(model_variants_errors_mistral) {
     make_params(&r, &s);
     // intermediate_size in the config disagrees with gate_proj
     r.s.F = 65;
-    expect_load_error(write_hf_dir(&r, "ffn"), __LINE__, "blk.0.ffn_gate.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "ffn"), __LINE__, "'model.layers.0.mlp.gate_proj.weight' (blk.0.ffn_gate.weight)",
+                      "expected");
     r.s.F = 64;
     // vocab_size disagrees with the embedding
     r.s.V = 54;
-    expect_load_error(write_hf_dir(&r, "vocab"), __LINE__, "token_embd.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "vocab"), __LINE__, "'model.embed_tokens.weight' (token_embd.weight)", "expected");
     ref_free(&r);
 }
 
@@ -808,14 +814,62 @@ TEST(model_variants_errors_gpt2) {
     make_params(&r, &s);
     // n_positions beyond the rows of wpe
     r.s.n_ctx = 32;
-    expect_load_error(write_hf_dir(&r, "positions"), __LINE__, "position_embd.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "positions"), __LINE__, "'wpe.weight' (position_embd.weight)", "expected");
     r.s.n_ctx = 16;
     // c_attn stored (out, in) as a Linear would be: 3C x C instead of Conv1D's C x 3C
     Param *p = find_param(&r, "h.0.attn.c_attn.weight");
     REQUIRE(p);
     p->shape[0] = 3 * s.C, p->shape[1] = s.C;
-    expect_load_error(write_hf_dir(&r, "c_attn_layout"), __LINE__, "blk.0.attn_qkv.weight", "expected");
+    expect_load_error(write_hf_dir(&r, "c_attn_layout"), __LINE__, "'h.0.attn.c_attn.weight' (blk.0.attn_qkv.weight)",
+                      "expected");
+    p->shape[0] = s.C, p->shape[1] = 3 * s.C;
+    // GPT2LMHeadModel's "transformer."-prefixed names: a missing c_attn is named in that form (lossy then looks
+    // for separate q/k/v, which no GPT-2 file has: the fused tensor is what is missing)
+    for (int i = 0; i < r.n; i++) {
+        char prefixed[96];
+        snprintf(prefixed, sizeof prefixed, "transformer.%s", r.p[i].name);
+        snprintf(r.p[i].name, sizeof r.p[i].name, "%s", prefixed);
+    }
+    drop_param(&r, "transformer.h.1.attn.c_attn.weight");
+    expect_load_error(write_hf_dir(&r, "no_c_attn"), __LINE__,
+                      "missing tensor 'transformer.h.1.attn.c_attn.weight' (blk.1.attn_q.weight)", NULL);
+    // both spellings of one weight
+    Param *twin = add_param(&r, "h.0.ln_1.weight", s.C, 0, 1, 0);
+    REQUIRE(twin);
+    expect_load_error(write_hf_dir(&r, "twin"), __LINE__, "'transformer.h.0.ln_1.weight' and 'h.0.ln_1.weight'",
+                      "blk.0.attn_norm.weight");
     ref_free(&r);
+}
+
+// Every Hugging Face name the loader maps to a GGUF name maps back to itself (errors about missing tensors rely on
+// the reverse), and GGUF names of no Hugging Face tensor have none.
+TEST(model_variants_hf_names_round_trip) {
+    static const char *llama[] = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+                                  "model.layers.0.input_layernorm.weight", "model.layers.3.self_attn.q_proj.bias",
+                                  "model.layers.12.self_attn.k_proj.weight", "model.layers.1.self_attn.o_proj.weight",
+                                  "model.layers.7.post_attention_layernorm.weight", "model.layers.2.mlp.gate_proj.weight",
+                                  "model.layers.2.mlp.up_proj.bias", "model.layers.40.mlp.down_proj.weight"};
+    static const char *gpt2[] = {"wte.weight", "wpe.weight", "ln_f.bias", "lm_head.weight", "h.0.ln_1.weight",
+                                 "h.5.attn.c_attn.weight", "h.5.attn.c_attn.bias", "h.1.attn.c_proj.weight",
+                                 "h.11.ln_2.bias", "h.2.mlp.c_fc.weight", "h.2.mlp.c_proj.bias"};
+    WeightTable w;
+    weights_init(&w);
+    char gguf[256], back[256];
+    int transpose;
+    for (int g = 0; g < 2; g++) {
+        const char **names = g ? gpt2 : llama;
+        size_t n = g ? sizeof gpt2 / sizeof *gpt2 : sizeof llama / sizeof *llama;
+        for (size_t i = 0; i < n; i++) {
+            CHECKF(weights_map_hf_name(names[i], g, gguf, sizeof gguf, &transpose) == 1, "%s does not map", names[i]);
+            CHECKF(weights_hf_name_of(&w, gguf, g, back, sizeof back) == 1 && !strcmp(back, names[i]),
+                   "%s -> %s -> %s", names[i], gguf, back);
+        }
+    }
+    CHECK(weights_hf_name_of(&w, "rope_freqs.weight", 0, back, sizeof back) == 0);
+    CHECK(weights_hf_name_of(&w, "blk.0.attn_qkv.weight", 0, back, sizeof back) == 0);
+    CHECK(weights_hf_name_of(&w, "blk.x.attn_q.weight", 0, back, sizeof back) == 0);
+    CHECK(weights_hf_name_of(&w, "blk.3.attn_k.bias", 1, back, sizeof back) == 1 && !strcmp(back, "h.3.attn.c_attn.bias"));
+    weights_free(&w);
 }
 
 TEST(model_variants_errors_shards) {

@@ -443,12 +443,13 @@ void matvec_repack_x4(DType t, const void *w, size_t row_stride, int64_t rows, i
     const int64_t nb = cols / 32;
     const size_t qb = x4_quant_bytes(t), bsz = t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
     for (int64_t g = 0; g < rows / 4; g++) {
-        uint8_t *qs = (uint8_t *)out + (size_t)g * (size_t)nb * (4 * qb + 8), *ds = qs + (size_t)nb * 4 * qb;
+        uint8_t *group = (uint8_t *)out + (size_t)g * (size_t)nb * (4 * qb + 8);
         for (int r = 0; r < 4; r++) {
             const uint8_t *row = (const uint8_t *)w + (size_t)(4 * g + r) * row_stride;
             for (int64_t i = 0; i < nb; i++) { // both block types: fp16 d first, then the quants
-                memcpy(qs + (size_t)i * 4 * qb + r * qb, row + (size_t)i * bsz + 2, qb);
-                memcpy(ds + i * 8 + r * 2, row + (size_t)i * bsz, 2);
+                const size_t q_off = (size_t)(matvec_x4_quants(group, qb, i) - group), d_off = (size_t)(matvec_x4_scales(group, nb, qb, i) - group);
+                memcpy(group + q_off + r * qb, row + (size_t)i * bsz + 2, qb);
+                memcpy(group + d_off + r * 2, row + (size_t)i * bsz, 2);
             }
         }
     }
@@ -459,11 +460,11 @@ static void scalar_x4(DType t, const uint8_t *packed, int64_t nb, int64_t g0, in
     const float *tab = matvec_f16_table();
     const size_t qb = x4_quant_bytes(t), gstride = (size_t)nb * (4 * qb + 8);
     for (int64_t g = g0; g < g1; g++) {
-        const uint8_t *qs = packed + (size_t)g * gstride, *ds = qs + (size_t)nb * 4 * qb;
+        const uint8_t *group = packed + (size_t)g * gstride;
         for (int r = 0; r < 4; r++) {
             float s = 0;
             for (int64_t i = 0; i < nb; i++) {
-                const uint8_t *q = qs + (size_t)i * 4 * qb + r * qb;
+                const uint8_t *q = matvec_x4_quants(group, qb, i) + r * qb;
                 const int8_t *xq = a->q + 32 * i;
                 int sumi = 0;
                 if (t == DT_Q4_0)
@@ -473,7 +474,7 @@ static void scalar_x4(DType t, const uint8_t *packed, int64_t nb, int64_t g0, in
                     const int8_t *q8 = (const int8_t *)q;
                     for (int j = 0; j < 32; j++) sumi += q8[j] * xq[j];
                 }
-                s += (float)sumi * (tab[load_u16le(ds + i * 8 + r * 2)] * a->d[i]);
+                s += (float)sumi * (tab[load_u16le(matvec_x4_scales(group, nb, qb, i) + r * 2)] * a->d[i]);
             }
             y[4 * g + r] = s;
         }

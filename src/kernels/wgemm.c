@@ -56,16 +56,16 @@ static WRows wrows(DType t, const void *w, size_t stride, const void *x4, int64_
     return r;
 }
 
-// Row r of a Q4_0/Q8_0 matrix: block b's quants at *q + b * *qstep, its fp16 scale at *d + b * *dstep.
-static void row_blocks(const WRows *w, int64_t r, const uint8_t **q, size_t *qstep, const uint8_t **d, size_t *dstep) {
+// Block b of row r of a Q4_0/Q8_0 matrix: its quants at *q, its fp16 scale at *d (from the x4 copy when r has one).
+static inline void row_block(const WRows *w, int64_t r, int64_t b, const uint8_t **q, const uint8_t **d) {
     if (r < w->x4_rows) {
         const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride;
-        *q = g + (size_t)(r % 4) * w->qb, *qstep = 4 * w->qb;
-        *d = g + (size_t)w->nb * 4 * w->qb + (size_t)(r % 4) * 2, *dstep = 8;
+        *q = matvec_x4_quants(g, w->qb, b) + (size_t)(r % 4) * w->qb;
+        *d = matvec_x4_scales(g, w->nb, w->qb, b) + (size_t)(r % 4) * 2;
         return;
     }
-    const uint8_t *row = w->rows + (size_t)r * w->stride; // blocks: fp16 d, then the quants
-    *d = row, *q = row + 2, *qstep = *dstep = w->t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    const size_t bsz = w->t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    *d = w->rows + (size_t)r * w->stride + (size_t)b * bsz, *q = *d + 2; // blocks: fp16 d, then the quants
 }
 
 // While row r is unpacked, ask for what comes next: the next plain row, or a quarter of the next x4 group per row of
@@ -276,12 +276,10 @@ static void wrow_to_f32(const WRows *w, int64_t r, float *dst, int64_t n) {
         row_to_f32(w->t, w->rows + (size_t)r * w->stride, dst, n);
         return;
     }
-    const uint8_t *q, *d;
-    size_t qs, ds;
-    row_blocks(w, r, &q, &qs, &d, &ds);
     for (int64_t b = 0; b < n / 32; b++) {
-        const uint8_t *qb = q + (size_t)b * qs;
-        float sc = fp16_to_fp32(load_u16le(d + (size_t)b * ds));
+        const uint8_t *qb, *d;
+        row_block(w, r, b, &qb, &d);
+        float sc = fp16_to_fp32(load_u16le(d));
         if (w->t == DT_Q8_0)
             for (int i = 0; i < 32; i++) dst[32 * b + i] = sc * (float)(int8_t)qb[i];
         else
@@ -296,13 +294,13 @@ static void wrow_to_f32(const WRows *w, int64_t r, float *dst, int64_t n) {
 // where the AVX-512 matvec kernels run, so this is AVX-512 code (a scalar loop here ran 17% behind the plain rows').
 #if WGEMM_X86
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void wgroup_to_f32(const WRows *w, int64_t r, float *dst, int64_t n) {
-    const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride, *d = g + (size_t)w->nb * 4 * w->qb;
+    const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride;
     const __m128i m4 = _mm_set1_epi8(15);
     const __m512i eight = _mm512_set1_epi32(8);
     for (int64_t b = 0; b < n / 32; b++)
         for (int j = 0; j < 4; j++) {
-            const uint8_t *q = g + (size_t)b * 4 * w->qb + (size_t)j * w->qb;
-            const __m512 sc = _mm512_set1_ps(fp16_to_fp32(load_u16le(d + (size_t)b * 8 + (size_t)j * 2)));
+            const uint8_t *q = matvec_x4_quants(g, w->qb, b) + (size_t)j * w->qb;
+            const __m512 sc = _mm512_set1_ps(fp16_to_fp32(load_u16le(matvec_x4_scales(g, w->nb, w->qb, b) + (size_t)j * 2)));
             float *o = dst + j * n + 32 * b;
             __m512i lo, hi;
             if (w->t == DT_Q8_0) {
@@ -368,23 +366,22 @@ T_UNPACK static void unpack_row(const WRows *w, int64_t r, int64_t K, int8_t *q,
     const __m256i m4 = _mm256_set1_epi8(15);
     const DType t = w->t;
     const uint8_t *row = w->rows + (size_t)r * w->stride, *bq, *bd; // row: the K-quants (never in x4 layout)
-    size_t qstep, dstep;
     switch (t) {
     case DT_Q8_0:
-        row_blocks(w, r, &bq, &qstep, &bd, &dstep);
         for (int64_t b = 0; b < K / 32; b++) {
-            put32(q + b * ts, _mm256_loadu_si256((const __m256i *)(const void *)(bq + (size_t)b * qstep)));
-            s[b] = fp16_to_fp32(load_u16le(bd + (size_t)b * dstep));
+            row_block(w, r, b, &bq, &bd);
+            put32(q + b * ts, _mm256_loadu_si256((const __m256i *)(const void *)bq));
+            s[b] = fp16_to_fp32(load_u16le(bd));
         }
         break;
     case DT_Q4_0: {
         const __m256i eight = _mm256_set1_epi8(8);
-        row_blocks(w, r, &bq, &qstep, &bd, &dstep);
         for (int64_t b = 0; b < K / 32; b++) {
-            __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)(bq + (size_t)b * qstep));
+            row_block(w, r, b, &bq, &bd);
+            __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)bq);
             __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4); // elements 0..15 | 16..31
             put32(q + b * ts, _mm256_sub_epi8(v, eight));
-            s[b] = fp16_to_fp32(load_u16le(bd + (size_t)b * dstep));
+            s[b] = fp16_to_fp32(load_u16le(bd));
         }
         break;
     }
@@ -473,10 +470,10 @@ __attribute__((target("amx-tile"))) static void amx_configure(int sb) {
 // Rows r .. r + 3 of an x4 group (r a multiple of 4, all four below x4_rows), as unpack_row would write them (row j
 // at q + j * SB, its scales at s + j * ns): the group is read once, in order, 128 (Q8_0) or 64 (Q4_0) bytes a block.
 T_UNPACK static void unpack_group(const WRows *w, int64_t r, int64_t K, int8_t *q, int64_t ts, int SB, float *s, int64_t ns) {
-    const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride, *d = g + (size_t)w->nb * 4 * w->qb;
+    const uint8_t *g = w->x4 + (size_t)(r / 4) * w->gstride;
     const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < K / 32; b++) {
-        const uint8_t *blk = g + (size_t)b * 4 * w->qb;
+        const uint8_t *blk = matvec_x4_quants(g, w->qb, b), *d = matvec_x4_scales(g, w->nb, w->qb, b);
         for (int j = 0; j < 4; j++) {
             __m256i v;
             if (w->t == DT_Q8_0) {
@@ -486,7 +483,7 @@ T_UNPACK static void unpack_group(const WRows *w, int64_t r, int64_t K, int8_t *
                 v = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4), eight);
             }
             put32(q + j * SB + b * ts, v);
-            s[j * ns + b] = fp16_to_fp32(load_u16le(d + (size_t)b * 8 + (size_t)j * 2));
+            s[j * ns + b] = fp16_to_fp32(load_u16le(d + (size_t)j * 2));
         }
     }
 }

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "formats/hfconfig.h"
@@ -269,50 +270,78 @@ static void drop_source(const Model *m, const Tensor *t) {
     else if (m->format == MODEL_FORMAT_LLAMA2C && m->l2c) filemap_drop(&((const Llama2cFile *)m->l2c)->map, t->data, t->nbytes);
 }
 
+typedef struct CopyJob {
+    Model *m;
+    bool repack;
+    uint8_t *arena;
+    const size_t *off; // (w.n) each tensor's place in the arena, SIZE_MAX for none
+} CopyJob;
+
+static void copy_range(void *ctx, int64_t i0, int64_t i1, int ith) {
+    const CopyJob *j = ctx;
+    Model *m = j->m;
+    for (int64_t i = i0; i < i1; i++) {
+        if (j->off[i] == SIZE_MAX) continue;
+        const Tensor *t = &m->w.t[i];
+        uint8_t *at = j->arena + j->off[i];
+        size_t bytes, stride;
+        switch (copy_kind(m, (size_t)i, j->repack, &bytes)) {
+        case COPY_NONE: continue;
+        case COPY_PANELS:
+            wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
+            m->repacked[i] = at;
+            break;
+        case COPY_X4:
+            quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);
+            matvec_repack_x4((DType)t->type, t->data, stride, tensor_rows(t), t->ne[0], at);
+            m->repacked[i] = at; // prompt chunks read the x4 copy too (wgemm_rows_x4)
+            break;
+        case COPY_SAME:
+            memcpy(at, t->data, t->nbytes);
+            m->copied[i] = at;
+            break;
+        }
+        drop_source(m, t);
+    }
+}
+
 static void repack_weights(Model *m, bool wanted) {
     m->repacked = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->repacked);
     m->copied = xcalloc(m->w.n ? m->w.n : 1, sizeof *m->copied);
     const bool repack = copy_switch(wanted);
     // One arena for all copies: each matrix in its own huge-page-aligned buffer would round every small matrix up
     // to 2 MiB of resident memory. Copies start 4 KiB apart (aligned vector loads, no shared lines).
-    size_t total = 0, bytes;
-    for (size_t i = 0; i < m->w.n; i++)
-        if (copy_kind(m, i, repack, &bytes) != COPY_NONE) {
-            size_t padded = (bytes + 4095) / 4096 * 4096;
-            if (padded < bytes || total + padded < total) return; // cannot happen for mapped tensors: keep the plain layout
-            total += padded;
-        }
-    if (total == 0) return;
+    size_t total = 0, bytes, *off = xmalloc_array(m->w.n ? m->w.n : 1, sizeof *off);
     m->all_panels = true;
-    // huge pages: streaming them costs fewer TLB misses than the mmapped file's 4 KiB pages
-    uint8_t *arena = xmalloc_huge(total, 1), *at = arena;
-    weights_own(&m->w, arena);
     for (size_t i = 0; i < m->w.n; i++) {
-        const Tensor *t = &m->w.t[i];
-        size_t stride;
         CopyKind kind = copy_kind(m, i, repack, &bytes);
-        if (decode_matrix(m, t) && kind != COPY_PANELS) m->all_panels = false;
-        switch (kind) {
-        case COPY_NONE: continue;
-        case COPY_PANELS:
-            wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
-            m->repacked[i] = at;
-            drop_source(m, t);
-            break;
-        case COPY_X4:
-            quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);
-            matvec_repack_x4((DType)t->type, t->data, stride, tensor_rows(t), t->ne[0], at);
-            m->repacked[i] = at;
-            drop_source(m, t); // prompt chunks read the x4 copy too (wgemm_rows_x4)
-            break;
-        case COPY_SAME:
-            memcpy(at, t->data, t->nbytes);
-            m->copied[i] = at;
-            drop_source(m, t);
-            break;
+        if (decode_matrix(m, &m->w.t[i]) && kind != COPY_PANELS) m->all_panels = false;
+        off[i] = SIZE_MAX;
+        if (kind == COPY_NONE) continue;
+        size_t padded = (bytes + 4095) / 4096 * 4096;
+        if (padded < bytes || total + padded < total) { // cannot happen for mapped tensors: keep the plain layout
+            free(off);
+            m->all_panels = false;
+            return;
         }
-        at += (bytes + 4095) / 4096 * 4096;
+        off[i] = total;
+        total += padded;
     }
+    if (total == 0) {
+        m->all_panels = false;
+        free(off);
+        return;
+    }
+    // huge pages: streaming them costs fewer TLB misses than the mmapped file's 4 KiB pages
+    uint8_t *arena = xmalloc_huge(total, 1);
+    weights_own(&m->w, arena);
+    // on every core: copying is bound by page faults and one core's copy rate (1.1B F16, 2.1 GB: 0.75 s on one core)
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ThreadPool *pool = threadpool_new(cores < 1 ? 1 : cores > 16 ? 16 : (int)cores);
+    CopyJob j = {m, repack, arena, off};
+    threadpool_for(pool, (int64_t)m->w.n, 1, copy_range, &j);
+    threadpool_free(pool);
+    free(off);
 }
 
 static const void *repacked_any(const Model *m, const Tensor *t) {

@@ -312,26 +312,25 @@ static void repack_weights(Model *m, bool wanted) {
     // One arena for all copies: each matrix in its own huge-page-aligned buffer would round every small matrix up
     // to 2 MiB of resident memory. Copies start 4 KiB apart (aligned vector loads, no shared lines).
     size_t total = 0, bytes, *off = xmalloc_array(m->w.n ? m->w.n : 1, sizeof *off);
-    m->all_panels = true;
+    bool all_panels = true;
     for (size_t i = 0; i < m->w.n; i++) {
         CopyKind kind = copy_kind(m, i, repack, &bytes);
-        if (decode_matrix(m, &m->w.t[i]) && kind != COPY_PANELS) m->all_panels = false;
+        if (decode_matrix(m, &m->w.t[i]) && kind != COPY_PANELS) all_panels = false;
         off[i] = SIZE_MAX;
         if (kind == COPY_NONE) continue;
         size_t padded = (bytes + 4095) / 4096 * 4096;
-        if (padded < bytes || total + padded < total) { // cannot happen for mapped tensors: keep the plain layout
-            free(off);
-            m->all_panels = false;
-            return;
+        if (padded < bytes || total + padded < total) { // cannot happen for mapped tensors
+            total = 0;
+            break;
         }
         off[i] = total;
         total += padded;
     }
-    if (total == 0) {
-        m->all_panels = false;
+    if (total == 0) { // nothing to copy (or too much to address): the plain layout
         free(off);
         return;
     }
+    m->all_panels = all_panels;
     // huge pages: streaming them costs fewer TLB misses than the mmapped file's 4 KiB pages
     uint8_t *arena = xmalloc_huge(total, 1);
     weights_own(&m->w, arena);

@@ -30,6 +30,7 @@
 
 #include "model/convert.h"
 #include "model/model.h"
+#include "safetensors_writer.h"
 #include "test.h"
 
 #define VARIANT_TOL 1e-5      // rel L2 of all logits, F32 storage
@@ -203,41 +204,35 @@ static void write_bytes(const char *path, const void *p, size_t n) {
     if (file_write_atomic_bytes(path, p, n, &e) != 0) test_fail_at(__FILE__, __LINE__, "%s", e.msg);
 }
 
-// One safetensors file with params [i0, i1), as the safetensors library lays it out (header padded to 8 bytes).
+// One safetensors file with params [i0, i1) in the spec's storage dtype; returns its data bytes.
 static size_t write_st(const char *path, const Ref *r, int i0, int i1) {
     const char *dt = r->s.st_dtype;
-    size_t esz = strcmp(dt, "F32") ? 2 : 4, off = 0;
-    Buf h, d;
-    buf_init(&h);
+    const size_t esz = strcmp(dt, "F32") ? 2 : 4;
+    TT *ts = xcalloc((size_t)(i1 > i0 ? i1 - i0 : 1), sizeof *ts);
+    Buf d;
     buf_init(&d);
-    buf_append_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (int i = i0; i < i1; i++) {
         const Param *p = &r->p[i];
-        buf_printf(&h, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", p->name, dt);
-        for (int k = 0; k < p->ndim; k++) buf_printf(&h, k ? ",%lld" : "%lld", (long long)p->shape[k]);
-        buf_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + p->n * esz);
-        off += p->n * esz;
         for (size_t k = 0; k < p->n; k++) {
             float f = (float)p->v[k];
             uint16_t u = !strcmp(dt, "F16") ? fp32_to_fp16(f) : fp32_to_bf16(f);
             if (esz == 4) buf_append(&d, &f, 4);
             else buf_append(&d, &u, 2);
         }
+        TT *t = &ts[i - i0];
+        t->name = p->name, t->dtype = dt, t->ndim = p->ndim, t->nbytes = p->n * esz;
+        for (int k = 0; k < p->ndim; k++) t->shape[k] = p->shape[k];
     }
-    buf_append_str(&h, "}");
-    while (h.len % 8) buf_append_str(&h, " ");
+    size_t at = 0; // the data pointers once d no longer moves
+    for (int i = 0; i < i1 - i0; i++) ts[i].data = d.data + at, at += ts[i].nbytes;
     Buf out;
-    buf_init(&out);
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
-    buf_append(&out, len8, 8);
-    buf_append(&out, h.data, h.len);
-    buf_append(&out, d.data, d.len);
+    make_st(&out, ts, (size_t)(i1 - i0), "\"format\":\"pt\"");
     write_bytes(path, out.data, out.len);
+    const size_t data_bytes = d.len;
     buf_free(&out);
-    buf_free(&h);
     buf_free(&d);
-    return off;
+    free(ts);
+    return data_bytes;
 }
 
 static void write_config(const char *dir, const Spec *s) {

@@ -10,7 +10,7 @@
 // product. Decoding (forward_step) multiplies one token per state (model_forward_batch shares each weight read
 // across states); prompt chunks of up to MODEL_CHUNK tokens (forward_rows, one sequence) multiply whole blocks
 // (wgemm.h: AMX int8 or f32 GEMM), which is where prompt processing gets its speed; forward_rows also takes rows of
-// several sequences at once (model_forward_multi, F32 panels). Results never depend on the thread count or on which
+// several sequences at once (model_forward_multi, F32/F16/BF16 panels). Results never depend on the thread count or on which
 // thread ran a piece: every split is over output rows or jobs.
 #include "model/model.h"
 
@@ -222,10 +222,11 @@ static bool decode_matrix(const Model *m, const Tensor *t) {
 
 // Every matrix the decoding kernels read gets a load-time copy in huge pages when the AVX-512 kernels are in use, and
 // the file pages it was made from are given back (drop_source), so the model is resident once: Q4_0 and Q8_0 as x4
-// groups (matvec.h: one sequential stream per matrix), F32 as 32-column panels (wpanel.h), which every F32 product
-// then uses (decoding one or several sequences and prompt chunks alike, with the same bits for a token whichever
-// way it is processed), every other type in its own layout. The same-layout copies pay twice over: 2 MiB pages
-// instead of 4 KiB ones (110M F16: 122-127 -> 138-140 tok/s), and a speed that no longer depends on how the file
+// groups (matvec.h: one sequential stream per matrix), F32/F16/BF16 as 32-column panels in their stored type
+// (wpanel.h), which every product with them then uses (decoding one or several sequences and prompt chunks alike,
+// with the same bits for a token whichever way it is processed; decoding streams them without a loop exit per row:
+// 1.1B F16 15.0 -> 16.8-17.0 tok/s), every other type (K-quants) in its own layout. The copies pay twice over: 2 MiB
+// pages instead of 4 KiB ones (110M F16 as rows: 122-127 -> 138-140 tok/s), and a speed that no longer depends on how the file
 // came into the page cache (on the machines here, pages read from disk stream at ~20 GB/s against ~31 for memory
 // the CPU wrote: 1.1B F16 9.0 tok/s mapped from a freshly read file, 14.3 from the copy). LOSSY_REPACK=0 in the
 // environment skips every copy, for benchmarking the plain mmapped layout.
@@ -236,7 +237,7 @@ static CopyKind copy_rule(DType ty, int64_t rows, int64_t cols, size_t nbytes, b
     size_t stride;
     *bytes = 0;
     if (!repack) return COPY_NONE;
-    if (ty == DT_F32 && wpanel_fast() && (*bytes = wpanel_bytes(rows, cols)) > 0) return COPY_PANELS;
+    if (wpanel_supports(ty) && wpanel_fast() && (*bytes = wpanel_bytes(ty, rows, cols)) > 0) return COPY_PANELS;
     if (matvec_x4_supports(ty) && rows >= 4 && quant_row_bytes(ty, cols, &stride, NULL) == 0) {
         *bytes = matvec_x4_bytes(ty, rows, cols);
         return COPY_X4;
@@ -288,7 +289,8 @@ static void copy_range(void *ctx, int64_t i0, int64_t i1, int ith) {
         switch (copy_kind(m, (size_t)i, j->repack, &bytes)) {
         case COPY_NONE: continue;
         case COPY_PANELS:
-            wpanel_pack((float *)(void *)at, t->data, t->ne[0], tensor_rows(t), t->ne[0]);
+            quant_row_bytes((DType)t->type, t->ne[0], &stride, NULL);
+            wpanel_pack((DType)t->type, at, t->data, stride, tensor_rows(t), t->ne[0]);
             m->repacked[i] = at;
             break;
         case COPY_X4:
@@ -348,11 +350,13 @@ static const void *repacked_any(const Model *m, const Tensor *t) {
 }
 
 // Matrix t's x4 copy (Q4_0/Q8_0), or NULL.
-static const void *repacked_of(const Model *m, const Tensor *t) { return t->type == DT_F32 ? NULL : repacked_any(m, t); }
+static const void *repacked_of(const Model *m, const Tensor *t) {
+    return wpanel_supports((DType)t->type) ? NULL : repacked_any(m, t);
+}
 
-// Matrix t's panels (F32), or NULL.
-static const float *panels_of(const Model *m, const Tensor *t) {
-    return t->type == DT_F32 ? (const float *)repacked_any(m, t) : NULL;
+// Matrix t's panels (F32/F16/BF16), or NULL.
+static const void *panels_of(const Model *m, const Tensor *t) {
+    return wpanel_supports((DType)t->type) ? repacked_any(m, t) : NULL;
 }
 
 // The bytes decoding reads for matrix t: its huge-page copy when there is one.
@@ -366,9 +370,9 @@ size_t model_weight_ranges(const Model *m, const void **ptr, size_t *len, size_t
     for (size_t i = 0; i < m->w.n && n < max; i++) {
         const Tensor *t = &m->w.t[i];
         if (t == m->pos_embd || (t == m->tok_embd && m->output != m->tok_embd)) continue;
-        const float *panels = decode_matrix(m, t) ? panels_of(m, t) : NULL;
+        const void *panels = decode_matrix(m, t) ? panels_of(m, t) : NULL;
         if (panels) {
-            ptr[n] = panels, len[n++] = wpanel_bytes(tensor_rows(t), t->ne[0]);
+            ptr[n] = panels, len[n++] = wpanel_bytes((DType)t->type, tensor_rows(t), t->ne[0]);
             continue;
         }
         const void *x4 = decode_matrix(m, t) ? repacked_of(m, t) : NULL;
@@ -679,7 +683,7 @@ typedef struct Proj {
     size_t stride;     // bytes per row
     int act;           // index into each state's act[]
     const void *x4;    // x4 copy of w (rows / 4 groups, matvec.h) or NULL
-    const float *panels; // w in panels (wpanel.h) or NULL
+    const void *panels; // w in panels (wpanel.h) or NULL
     const void *data;  // w's rows as decoding reads them (the file's, or a huge-page copy)
 } Proj;
 
@@ -727,7 +731,7 @@ static void proj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
             a = panel_bound(a, rows), b = panel_bound(b, rows);
             float *ys[MODEL_MAX_SEQS];
             for (int64_t k = 0; k < j->S; k++) ys[k] = sbuf(j->st[k], p->out);
-            wpanel_rows(p->panels, rows, p->w->ne[0], a, b, j->S, j->st[0]->panel_act, ys);
+            wpanel_rows((DType)p->w->type, p->panels, rows, p->w->ne[0], a, b, j->S, j->st[0]->panel_act, ys);
             continue;
         }
         if (j->S == 1) {
@@ -915,7 +919,7 @@ typedef struct BProj {
     int64_t ldy;
     size_t stride;
     const WgemmAct *act;
-    const float *panels; // w in panels (wpanel.h) or NULL
+    const void *panels;  // w in panels (wpanel.h) or NULL
     const void *x4;      // w's x4 copy (Q4_0/Q8_0, matvec.h) or NULL: read instead of the plain rows
     const void *rows;    // w's rows: its same-layout copy (decode_data) or the mapped tensor
 } BProj;
@@ -947,7 +951,7 @@ static void bproj_range(void *ctx, int64_t u0, int64_t u1, int ith) {
             const int64_t T = p->act->N;
             float *ys[MODEL_CHUNK];
             for (int64_t t = 0; t < T; t++) ys[t] = p->y + t * p->ldy;
-            wpanel_rows(p->panels, tensor_rows(p->w), p->w->ne[0], r0, r1, T, j->s->batch->panel_act, ys);
+            wpanel_rows((DType)p->w->type, p->panels, tensor_rows(p->w), p->w->ne[0], r0, r1, T, j->s->batch->panel_act, ys);
             continue;
         }
         wgemm_rows_x4((DType)p->w->type, p->x4, tensor_rows(p->w), p->rows, p->stride, r0, r1, p->act, p->y, p->ldy,

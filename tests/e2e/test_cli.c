@@ -233,7 +233,7 @@ TEST(cli_info_memory_plan) {
     size_t copies = 0, released = 0;
     for (size_t i = 0; i < m.w.n; i++) {
         const Tensor *t = &m.w.t[i];
-        size_t b = m.repacked[i] ? (t->type == DT_F32 ? wpanel_bytes(tensor_rows(t), t->ne[0]) : matvec_x4_bytes((DType)t->type, tensor_rows(t), t->ne[0]))
+        size_t b = m.repacked[i] ? (wpanel_supports((DType)t->type) ? wpanel_bytes((DType)t->type, tensor_rows(t), t->ne[0]) : matvec_x4_bytes((DType)t->type, tensor_rows(t), t->ne[0]))
                    : m.copied[i] ? t->nbytes
                                  : 0;
         if (!m.repacked[i] && !m.copied[i]) continue;

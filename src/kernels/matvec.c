@@ -79,6 +79,7 @@ void matvec_act_free(MatvecAct *a) {
     free(a->d);
     free(a->s16);
     free(a->s32);
+    free(a->m4);
     memset(a, 0, sizeof *a);
 }
 
@@ -98,15 +99,21 @@ int matvec_act_prepare(MatvecAct *a, DType t, const float *x, int64_t n, Err *e)
         free(a->d);
         free(a->s16);
         free(a->s32);
+        free(a->m4);
         a->q = xmalloc((size_t)n);
         a->d = xmalloc_array((size_t)n / 32 + 1, sizeof(float));
         a->s16 = xmalloc_array((size_t)n / 16 + 1, sizeof(int16_t));
         a->s32 = xmalloc_array((size_t)n / 32 + 1, sizeof(int16_t));
+        a->m4 = xmalloc_array((size_t)n / 4 + 1, sizeof(int32_t));
         a->cap = (size_t)n;
     }
     // group sums serve the K-quant kernels (their mins and Q6_K's offset) and the Q4_0x4 kernel (its -8 offset)
     matvec_quantize_act(x, n, a->bs, a->q, a->d, a->s16);
     for (int64_t g = 0; g < n / 32; g++) a->s32[g] = (int16_t)(a->s16[2 * g] + a->s16[2 * g + 1]);
+    // computed once per product rather than once per block and group pass in the x4 kernel (4 instructions a block)
+    if (t == DT_Q8_0)
+        for (int64_t g = 0; g < n / 4; g++)
+            a->m4[g] = -128 * ((int32_t)a->q[4 * g] + a->q[4 * g + 1] + a->q[4 * g + 2] + a->q[4 * g + 3]);
     return 0;
 }
 

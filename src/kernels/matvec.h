@@ -42,6 +42,7 @@ typedef struct MatvecAct {
     float *d;        // (n / bs) scale of each activation block (bs = 32 for Q8_0/Q4_0, 256 for K-quants)
     int16_t *s16;    // (n / 16) sums of 16 consecutive q
     int16_t *s32;    // (n / 32) sums of 32 consecutive q
+    int32_t *m4;     // (n / 4) -128 * the sum of each 4 consecutive q (Q8_0: the x4 kernel's lane start values)
     size_t cap;      // elements allocated
     int bs;          // activation block size, 0 when x is used as floats
 } MatvecAct;

@@ -462,6 +462,17 @@ void matvec_repack_x4(DType t, const void *w, size_t row_stride, int64_t rows, i
     }
 }
 
+void matvec_unpack_x4_row(DType t, const void *packed, int64_t cols, int64_t r, void *out) {
+    const int64_t nb = cols / 32;
+    const size_t qb = x4_quant_bytes(t), bsz = t == DT_Q4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    const uint8_t *group = (const uint8_t *)packed + (size_t)(r / 4) * (size_t)nb * (4 * qb + 8);
+    const int64_t k = r % 4;
+    for (int64_t i = 0; i < nb; i++) {
+        memcpy((uint8_t *)out + (size_t)i * bsz, matvec_x4_scales(group, nb, qb, i) + k * 2, 2);
+        memcpy((uint8_t *)out + (size_t)i * bsz + 2, matvec_x4_quants(group, qb, i) + k * qb, qb);
+    }
+}
+
 // The portable kernels on the repacked layouts: the scalar kernels' sums, block by block.
 static void scalar_x4(DType t, const uint8_t *packed, int64_t nb, int64_t g0, int64_t g1, const MatvecAct *a, float *y) {
     const float *tab = matvec_f16_table();

@@ -97,6 +97,9 @@ static inline const uint8_t *matvec_x4_scales(const uint8_t *group, int64_t nb, 
 bool matvec_x4_supports(DType t);                          // Q4_0, Q8_0
 size_t matvec_x4_bytes(DType t, int64_t rows, int64_t cols); // bytes for rows / 4 groups
 void matvec_repack_x4(DType t, const void *w, size_t row_stride, int64_t rows, int64_t cols, void *out);
+// Row r (< rows / 4 * 4) from the x4 copy, in the stored block format: the inverse of matvec_repack_x4 for one row
+// (a tied embedding's lookups once the file's pages are given back).
+void matvec_unpack_x4_row(DType t, const void *packed, int64_t cols, int64_t r, void *out);
 // y[r] for r in [r0, r1), r0 and r1 multiples of 4 within the repacked groups; the act must be prepared for t.
 void matvec_rows_x4(DType t, const void *packed, int64_t cols, int64_t r0, int64_t r1, const MatvecAct *a, float *y);
 

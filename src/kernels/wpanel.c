@@ -74,6 +74,12 @@ void wpanel_pack(DType t, void *dst, const void *w, size_t row_bytes, int64_t n,
     }
 }
 
+void wpanel_unpack_row(DType t, const void *panels, int64_t k, int64_t r, void *out) {
+    const size_t es = elem_size(t);
+    const uint8_t *p = (const uint8_t *)panels + (size_t)(r / WPANEL_NR) * (size_t)k * WPANEL_NR * es + (size_t)(r % WPANEL_NR) * es;
+    for (int64_t kk = 0; kk < k; kk++) memcpy((uint8_t *)out + (size_t)kk * es, p + (size_t)kk * WPANEL_NR * es, es);
+}
+
 int64_t wpanel_act_groups(int64_t m) { return m > 0 ? (m + WPANEL_MR - 1) / WPANEL_MR : 0; }
 
 size_t wpanel_act_floats(int64_t m, int64_t k) {

@@ -38,6 +38,10 @@ size_t wpanel_bytes(DType t, int64_t n, int64_t k);
 // W[32q+j][kk], each element's bits as stored.
 void wpanel_pack(DType t, void *dst, const void *w, size_t row_bytes, int64_t n, int64_t k);
 
+// Row r of W from its panels (n, k, type t), as stored: k elements written to out (the inverse of wpanel_pack, for a
+// tied embedding's lookups once the file's pages are given back).
+void wpanel_unpack_row(DType t, const void *panels, int64_t k, int64_t r, void *out);
+
 // Activations are packed once per product (or group of products sharing the input) for every thread and piece:
 // groups of WPANEL_MR rows (the last one shorter), each (k, rows) k-major, so the tile broadcasts one float per row
 // and k from one stream. wpanel_act_floats(m, k) floats hold m rows; groups [g0, g1) can be packed by different threads.

@@ -261,7 +261,7 @@ static CopyKind copy_kind(const Model *m, size_t i, bool repack, size_t *bytes) 
 }
 
 // The file pages of tensor t, when t lies in the model's mapped file(s): given back once t has a copy that every
-// product reads instead (decoding and prompt chunks alike), so a model is not resident twice. Reads of t->data still
+// product reads instead (decoding and prompt chunks alike), so a model is not resident twice (a tied embedding's lookups unpack rows from the copy: embed). Reads of t->data still
 // work (a tied embedding's row lookups in the x4 and panel layouts, the rows past the last x4 group): they fault
 // those pages in again.
 static void drop_source(const Model *m, const Tensor *t) {
@@ -621,9 +621,19 @@ static int embed(const Model *m, int32_t token, int64_t pos, float *x, float *tm
     if (token < 0 || token >= c->vocab_size) return ERR(e, "token id %d is outside the vocabulary (%lld)", token, (long long)c->vocab_size);
     size_t row;
     if (quant_row_bytes((DType)m->tok_embd->type, C, &row, e)) return -1;
-    // a tied embedding's same-layout copy, where it has one (its file pages are given back)
-    const uint8_t *rows = decode_data(m, m->tok_embd);
-    if (quant_dequantize_row((DType)m->tok_embd->type, rows + (size_t)token * row, x, C, e)) return -1;
+    // A tied embedding is also the output matrix, whose copy the products read while its file pages are given back:
+    // its row comes from that copy (unpacked into tmp, which holds C floats >= row bytes), not from a page faulted
+    // back in.
+    const DType t = (DType)m->tok_embd->type;
+    const void *src = (const uint8_t *)decode_data(m, m->tok_embd) + (size_t)token * row, *packed;
+    if ((packed = panels_of(m, m->tok_embd))) {
+        wpanel_unpack_row(t, packed, C, token, tmp);
+        src = tmp;
+    } else if ((packed = repacked_of(m, m->tok_embd)) && token < tensor_rows(m->tok_embd) / 4 * 4) {
+        matvec_unpack_x4_row(t, packed, C, token, tmp);
+        src = tmp;
+    }
+    if (quant_dequantize_row(t, src, x, C, e)) return -1;
     if (m->pos_embd) {
         if (quant_row_bytes((DType)m->pos_embd->type, C, &row, e) ||
             quant_dequantize_row((DType)m->pos_embd->type, (const uint8_t *)m->pos_embd->data + (size_t)pos * row, tmp, C, e))

@@ -1,7 +1,10 @@
 // test_convert_cli.c — `lossy convert` then `lossy logits` on every Hugging Face fixture: the converted GGUF gives
 // the reference logits (F32 ≤ 1e-5, F16 storage ≤ 1e-4 relative L2), and quantized conversions stay within the
-// documented tolerances of the reference. Also: `lossy logits` writes a valid .npy, bad arguments fail clearly, and a
-// model converted without a tokenizer carries llama.cpp's no-vocabulary marker and runs by ids.
+// documented tolerances of the reference, from the load-time copies (panels, x4 groups; a tied embedding looked up
+// in them) and from the plain mapped file (LOSSY_REPACK=0) alike: the two read the weights through different kernels
+// (the prompt of a Q8_0 file: int8 products with quantized activations from the x4 copy, f32 from the mapped rows),
+// so they agree to the dtype's tolerance, not bit for bit. Also: `lossy logits` writes a valid .npy, bad arguments fail clearly, and a model
+// converted without a tokenizer carries llama.cpp's no-vocabulary marker and runs by ids.
 #include <jansson.h>
 #include <stdlib.h>
 
@@ -62,6 +65,24 @@ static void check_dir(const char *rel, bool f16_src) {
             double rel_err = test_rel_l2(got, want, (size_t)(rows * cols)), tol = f16_src ? TOLS[k].tol_f16_src : TOLS[k].tol_f32_src;
             CHECKF(rel_err <= tol, "%s as %s: relative L2 %.3g > %.3g", rel, TOLS[k].dtype, rel_err, tol);
             if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s as %s: relative L2 %.3g\n", rel, TOLS[k].dtype, rel_err);
+        }
+        char npy_mapped[4400];
+        snprintf(npy_mapped, sizeof npy_mapped, "%s.mapped.npy", npy);
+        REQUIRE(setenv("LOSSY_REPACK", "0", 1) == 0); // tests run forked: the setting ends with this test
+        rc = run_lossy(NULL, &out, &err, "logits", gguf, "--ids", ids.data, "--out", npy_mapped, NULL);
+        unsetenv("LOSSY_REPACK");
+        CHECKF(rc == 0, "logits (mapped) %s %s: %s", rel, TOLS[k].dtype, err.data ? err.data : "");
+        float *mapped;
+        if (rc == 0 && npy_read_f32(npy_mapped, &mapped, &r2, &c2, &e) == 0) {
+            CHECK(r2 == rows && c2 == cols);
+            if (r2 == rows && c2 == cols) {
+                double tol = f16_src ? TOLS[k].tol_f16_src : TOLS[k].tol_f32_src, d = test_rel_l2(mapped, want, (size_t)(rows * cols));
+                CHECKF(d <= tol, "%s as %s, mapped file: relative L2 %.3g > %.3g", rel, TOLS[k].dtype, d, tol);
+                d = test_rel_l2(got, mapped, (size_t)(rows * cols));
+                CHECKF(d <= tol, "%s as %s: copies vs mapped file, relative L2 %.3g > %.3g", rel, TOLS[k].dtype, d, tol);
+                if (getenv("LOSSY_TEST_VERBOSE")) printf("    %s as %s: copies vs mapped %.3g\n", rel, TOLS[k].dtype, d);
+            }
+            free(mapped);
         }
         free(got);
     }

@@ -1,6 +1,6 @@
 // test_matvec_x4.c — the repacked x4 matrix-vector kernels (Q4_0x4, Q8_0x4; matvec.h) on every path against a
 // double-precision product with the kernel's own quantized activations, on random rows, odd shapes and arbitrary
-// group ranges; Q8_0x4 also against the Q8_0 kernel bit for bit.
+// group ranges; Q8_0x4 also against the Q8_0 kernel bit for bit; and each row unpacked back to its stored bytes.
 #include <math.h>
 #include <stdlib.h>
 
@@ -23,6 +23,13 @@ static void check_x4(DType t) {
     REQUIRE(matvec_x4_supports(t));
     uint8_t *packed = xmalloc(matvec_x4_bytes(t, rows, cols));
     matvec_repack_x4(t, w, rb, rows, cols, packed);
+    uint8_t *back = xmalloc(rb);
+    for (int64_t r = 0; r < rows / 4 * 4; r++) { // each row unpacked: the stored bytes again
+        memset(back, 0xAB, rb);
+        matvec_unpack_x4_row(t, packed, cols, r, back);
+        CHECKF(memcmp(back, w + r * rb, rb) == 0, "%s row %lld unpacked differs", dtype_name(t), (long long)r);
+    }
+    free(back);
     float *wd = xmalloc_array((size_t)cols, sizeof(float)), y[4 * 13], y2[4 * 13];
     const KernelPath paths[] = {KERNEL_SCALAR, KERNEL_AVX2, KERNEL_AVX512};
     for (int p = 0; p < 3; p++) {

@@ -42,6 +42,13 @@ static void check_case(DType t, Case c) {
     REQUIRE(bytes >= (size_t)(n * k) * es);
     uint8_t *panels = xmalloc(bytes);
     wpanel_pack(t, panels, stored, (size_t)k * es, n, k);
+    uint8_t *back = xmalloc((size_t)k * es);
+    for (int64_t r = 0; r < n; r++) { // each row unpacked: the stored bits again
+        memset(back, 0xAB, (size_t)k * es);
+        wpanel_unpack_row(t, panels, k, r, back);
+        CHECK(memcmp(back, stored + (size_t)r * (size_t)k * es, (size_t)k * es) == 0);
+    }
+    free(back);
     float *act = xmalloc_array(wpanel_act_floats(m, k), sizeof(float)), *act1 = xmalloc_array(wpanel_act_floats(1, k), sizeof(float));
     const float **x = xmalloc_array((size_t)m, sizeof *x);
     float **y = xmalloc_array((size_t)m, sizeof *y), **y1 = xmalloc_array((size_t)m, sizeof *y1);

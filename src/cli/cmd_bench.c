@@ -88,34 +88,18 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const uint8_t *p,
     return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(s0, s1), _mm512_add_epi64(s2, s3)));
 }
 
-// The same loop with 256-bit loads (eight per 256 bytes), for the same reason: on this machine's AVX2 path the
-// compiler's version read 1 GiB at 30-36 GB/s from run to run, this one 35.7-36.1.
+// The compiler's addressing is fine here: this loop reads 1 GiB at 35.7-36.2 GB/s on 2 threads of this machine, as
+// fast as the AVX-512 probe (an assembly version of it: the same).
 __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t n) {
-    n &= ~(size_t)255;
-    if (n == 0) return 0;
-    const uint8_t *ahead = p + 1024;
-    size_t i = 0;
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-    __asm__ volatile("1:\n\t"
-                     "vpaddq (%[p],%[i]), %[s0], %[s0]\n\t"
-                     "vpaddq 32(%[p],%[i]), %[s1], %[s1]\n\t"
-                     "vpaddq 64(%[p],%[i]), %[s2], %[s2]\n\t"
-                     "vpaddq 96(%[p],%[i]), %[s3], %[s3]\n\t"
-                     "vpaddq 128(%[p],%[i]), %[s0], %[s0]\n\t"
-                     "vpaddq 160(%[p],%[i]), %[s1], %[s1]\n\t"
-                     "vpaddq 192(%[p],%[i]), %[s2], %[s2]\n\t"
-                     "vpaddq 224(%[p],%[i]), %[s3], %[s3]\n\t"
-                     "add $256, %[i]\n\t"
-                     "prefetcht0 (%[a])\n\t"
-                     "prefetcht0 64(%[a])\n\t"
-                     "prefetcht0 128(%[a])\n\t"
-                     "prefetcht0 192(%[a])\n\t"
-                     "add $256, %[a]\n\t"
-                     "cmp %[n], %[i]\n\t"
-                     "jb 1b"
-                     : [i] "+&r"(i), [a] "+&r"(ahead), [s0] "+x"(s0), [s1] "+x"(s1), [s2] "+x"(s2), [s3] "+x"(s3)
-                     : [p] "r"(p), [n] "r"(n)
-                     : "cc", "memory");
+    for (size_t i = 0; i + 128 <= n; i += 128) {
+        _mm_prefetch((const char *)p + i + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + i + 1088, _MM_HINT_T0);
+        s0 = _mm256_add_epi64(s0, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
+        s1 = _mm256_add_epi64(s1, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32)));
+        s2 = _mm256_add_epi64(s2, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 64)));
+        s3 = _mm256_add_epi64(s3, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 96)));
+    }
     __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
     uint64_t out[4];
     _mm256_storeu_si256((__m256i *)(void *)out, s);

@@ -255,8 +255,8 @@ TEST(model_prompt_in_pieces_equals_whole) {
 }
 
 // model_forward_multi: a pass mixing decoding rows and prompt pieces of several sequences leaves each sequence with
-// the same bits as model_forward_batch (its decoding rows) and model_forward (each piece alone) — with F32 panels
-// (one shared pass) and for a type that takes the fallback — over three passes with changing mixes, 1 and 2 threads.
+// the same bits as model_forward_batch (its decoding rows) and model_forward (each piece alone) — with panels (F32,
+// F16, BF16: one shared pass) and for a type that takes the fallback — over three passes with changing mixes, 1 and 2 threads.
 static void check_multi(DType t) {
     Err e;
     Model m;
@@ -308,5 +308,7 @@ static void check_multi(DType t) {
 
 TEST(model_forward_multi_equals_batch_and_pieces) {
     check_multi(DT_F32);
+    check_multi(DT_F16);
+    check_multi(DT_BF16);
     check_multi(DT_Q8_0);
 }

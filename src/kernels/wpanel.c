@@ -38,6 +38,9 @@ bool wpanel_supports(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF1
 
 static size_t elem_size(DType t) { return t == DT_F32 ? 4 : 2; }
 
+// How far ahead decoding prefetches a panel stream, in bytes (see tile_1xs).
+static size_t stream_ahead(DType t) { return t == DT_F32 ? 1024 : 3072; }
+
 size_t wpanel_bytes(DType t, int64_t n, int64_t k) {
     if (n <= 0 || k <= 0 || !wpanel_supports(t)) return 0;
     size_t panels = (size_t)((n + WPANEL_NR - 1) / WPANEL_NR), elems, bytes;
@@ -136,9 +139,11 @@ T_AVX512 INLINE __m512 load16(const uint8_t *p, const DType t) {
 // to C (training's GEMM rounds that way), where here every output continues one chain, which is what makes a row's
 // result independent of k blocking and of the rows it shares the tile with; and the activations come packed per
 // group of mm rows, not padded to the tile height. acc: continue the chains from the sums stored in y by the previous
-// block of k (a float stored and loaded back is the same float, so blocking k changes no bit).
+// block of k (a float stored and loaded back is the same float, so blocking k changes no bit). ahead: prefetch the
+// panel that many bytes ahead (decoding several sequences, where the panel is streamed from memory once: 110M F16, 2
+// threads, 8 sequences a step 19.9 -> 12.8 ms; 0 for prompt blocks, which are read from L1 by every group of rows).
 T_AVX512 INLINE void tile_avx512(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col, int64_t ncols,
-                                 bool acc, const int M, const DType t) {
+                                 bool acc, size_t ahead, const int M, const DType t) {
     const size_t es = elem_size(t);
     const __mmask16 m0 = ncols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncols) - 1);
     const __mmask16 m1 = ncols >= 32 ? (__mmask16)0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
@@ -149,6 +154,8 @@ T_AVX512 INLINE void tile_avx512(int64_t k, const float *a, const uint8_t *b, fl
         c[i][1] = acc ? _mm512_maskz_loadu_ps(m1, y[i] + col + 16) : _mm512_setzero_ps();
     }
     for (int64_t kk = 0; kk < k; kk++) {
+        if (ahead)
+            for (size_t l = 0; l < WPANEL_NR * es; l += 64) _mm_prefetch((const char *)b + ahead + l, _MM_HINT_T0);
         __m512 b0 = load16(b, t), b1 = load16(b + 16 * es, t);
 #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
@@ -193,7 +200,7 @@ T_AVX512 INLINE void tile_avx512(int64_t k, const float *a, const uint8_t *b, fl
 T_AVX512 INLINE void tile_1xs(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col, int64_t ncols,
                               const DType t) {
     const size_t es = elem_size(t), line = WPANEL_NR * es, ps = (size_t)k * line; // bytes per k step, per panel
-    const size_t ahead = t == DT_F32 ? 1024 : 3072;
+    const size_t ahead = stream_ahead(t);
     const uint8_t *b0 = b, *b1 = b + ps;
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
     int64_t kk = 0;
@@ -215,15 +222,15 @@ T_AVX512 INLINE void tile_1xs(int64_t k, const float *a, const uint8_t *b, float
 
 // The tiles for element type T, M a run-time value: one switch to the constant-M instances.
 #define TILE_CASE(M, T) \
-    case M: tile_avx512(k, a, b, y, col, ncols, acc, M, T); return;
+    case M: tile_avx512(k, a, b, y, col, ncols, acc, ahead, M, T); return;
 #define TILES_FOR(name, T)                                                                                     \
     T_AVX512 static void name##_m(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col,    \
-                                  int64_t ncols, bool acc, int64_t m) {                                        \
+                                  int64_t ncols, bool acc, size_t ahead, int64_t m) {                                        \
         switch (m) {                                                                                           \
             TILE_CASE(1, T) TILE_CASE(2, T) TILE_CASE(3, T) TILE_CASE(4, T) TILE_CASE(5, T) TILE_CASE(6, T)    \
             TILE_CASE(7, T) TILE_CASE(8, T) TILE_CASE(9, T) TILE_CASE(10, T) TILE_CASE(11, T) TILE_CASE(12, T) \
             TILE_CASE(13, T)                                                                                   \
-        default: tile_avx512(k, a, b, y, col, ncols, acc, WPANEL_MR, T); return;                               \
+        default: tile_avx512(k, a, b, y, col, ncols, acc, ahead, WPANEL_MR, T); return;                        \
         }                                                                                                      \
     }                                                                                                          \
     T_AVX512 static void name##_1xs(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col, \
@@ -235,7 +242,7 @@ TILES_FOR(tiles_f16, DT_F16)
 TILES_FOR(tiles_bf16, DT_BF16)
 
 typedef void (*TileM)(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col, int64_t ncols, bool acc,
-                      int64_t m);
+                      size_t ahead, int64_t m);
 typedef void (*Tile1xs)(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col, int64_t ncols);
 #endif
 
@@ -260,7 +267,7 @@ void wpanel_rows(DType t, const void *panels, int64_t n, int64_t k, int64_t r0, 
                 const int64_t col = q * WPANEL_NR, ncols = min64(WPANEL_NR, r1 - col);
                 for (int64_t s0 = 0; s0 < m; s0 += WPANEL_MR) {
                     const int64_t mm = min64(WPANEL_MR, m - s0);
-                    tile_m(kc, act + (size_t)s0 * (size_t)k + (size_t)kb * (size_t)mm, b, y + s0, col, ncols, kb > 0, mm);
+                    tile_m(kc, act + (size_t)s0 * (size_t)k + (size_t)kb * (size_t)mm, b, y + s0, col, ncols, kb > 0, 0, mm);
                 }
             }
         }
@@ -280,7 +287,7 @@ void wpanel_rows(DType t, const void *panels, int64_t n, int64_t k, int64_t r0, 
                 continue;
             }
             if (fast) {
-                tile_m(k, a, b, y + s0, col, ncols, false, mm);
+                tile_m(k, a, b, y + s0, col, ncols, false, stream_ahead(t), mm);
                 continue;
             }
 #endif

@@ -225,7 +225,7 @@ T_AVX512 INLINE void tile_1xs(int64_t k, const float *a, const uint8_t *b, float
     case M: tile_avx512(k, a, b, y, col, ncols, acc, ahead, M, T); return;
 #define TILES_FOR(name, T)                                                                                     \
     T_AVX512 static void name##_m(int64_t k, const float *a, const uint8_t *b, float *const *y, int64_t col,    \
-                                  int64_t ncols, bool acc, size_t ahead, int64_t m) {                                        \
+                                  int64_t ncols, bool acc, size_t ahead, int64_t m) {                          \
         switch (m) {                                                                                           \
             TILE_CASE(1, T) TILE_CASE(2, T) TILE_CASE(3, T) TILE_CASE(4, T) TILE_CASE(5, T) TILE_CASE(6, T)    \
             TILE_CASE(7, T) TILE_CASE(8, T) TILE_CASE(9, T) TILE_CASE(10, T) TILE_CASE(11, T) TILE_CASE(12, T) \

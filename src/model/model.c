@@ -10,8 +10,8 @@
 // product. Decoding (forward_step) multiplies one token per state (model_forward_batch shares each weight read
 // across states); prompt chunks of up to MODEL_CHUNK tokens (forward_rows, one sequence) multiply whole blocks
 // (wgemm.h: AMX int8 or f32 GEMM), which is where prompt processing gets its speed; forward_rows also takes rows of
-// several sequences at once (model_forward_multi, F32/F16/BF16 panels). Results never depend on the thread count or on which
-// thread ran a piece: every split is over output rows or jobs.
+// several sequences at once (model_forward_multi, F32/F16/BF16 panels). Results never depend on the thread count or
+// on which thread ran a piece: every split is over output rows or jobs.
 #include "model/model.h"
 
 #include <errno.h>
@@ -226,8 +226,8 @@ static bool decode_matrix(const Model *m, const Tensor *t) {
 // (wpanel.h), which every product with them then uses (decoding one or several sequences and prompt chunks alike,
 // with the same bits for a token whichever way it is processed; decoding streams them without a loop exit per row:
 // 1.1B F16 15.0 -> 16.8-17.0 tok/s), every other type (K-quants) in its own layout. The copies pay twice over: 2 MiB
-// pages instead of 4 KiB ones (110M F16 as rows: 122-127 -> 138-140 tok/s), and a speed that no longer depends on how the file
-// came into the page cache (on the machines here, pages read from disk stream at ~20 GB/s against ~31 for memory
+// pages instead of 4 KiB ones (110M F16 as rows: 122-127 -> 138-140 tok/s), and a speed that no longer depends on
+// how the file came into the page cache (on the machines here, pages read from disk stream at ~20 GB/s against ~31 for memory
 // the CPU wrote: 1.1B F16 9.0 tok/s mapped from a freshly read file, 14.3 from the copy). LOSSY_REPACK=0 in the
 // environment skips every copy, for benchmarking the plain mmapped layout.
 typedef enum CopyKind { COPY_NONE, COPY_PANELS, COPY_X4, COPY_SAME } CopyKind;
@@ -261,9 +261,9 @@ static CopyKind copy_kind(const Model *m, size_t i, bool repack, size_t *bytes) 
 }
 
 // The file pages of tensor t, when t lies in the model's mapped file(s): given back once t has a copy that every
-// product reads instead (decoding and prompt chunks alike), so a model is not resident twice (a tied embedding's lookups unpack rows from the copy: embed). Reads of t->data still
-// work (a tied embedding's row lookups in the x4 and panel layouts, the rows past the last x4 group): they fault
-// those pages in again.
+// product reads instead (decoding and prompt chunks alike), so a model is not resident twice; a tied embedding's
+// lookups unpack their row from the copy (embed). Reads of t->data still work (the rows past the last x4 group): they
+// fault those pages in again.
 static void drop_source(const Model *m, const Tensor *t) {
     if (m->format == MODEL_FORMAT_GGUF) filemap_drop(&m->gguf.map, t->data, t->nbytes);
     else if (m->format == MODEL_FORMAT_HF && m->st.maps)
